@@ -48,6 +48,10 @@ pub enum ModelError {
         /// What is wrong.
         msg: String,
     },
+    /// The model argument names no usable local checkpoint (missing path, directory without
+    /// config.json or weights) and is not a valid hub repo id; the message says what is missing.
+    #[error("{0}")]
+    ModelLocation(String),
     /// Downloading from the Hugging Face hub failed.
     #[error("cannot fetch {repo} from the Hugging Face hub: {msg}")]
     Hub {

@@ -1,0 +1,68 @@
+//! `EngineConfig`: everything the engine needs, validated once; subsystems copy out their part.
+
+use candela_models::loader::source::HubOptions;
+use candela_models::WeightDType;
+use std::path::PathBuf;
+
+/// Where sampling defaults come from (vLLM's `--generation-config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GenerationConfigMode {
+    /// The model's generation_config.json (vLLM's default).
+    Auto,
+    /// vLLM's built-in defaults, ignoring the model's file.
+    Vllm,
+    /// A generation_config.json in this directory.
+    Dir(PathBuf),
+}
+
+/// Engine settings, with the defaults vLLM's CPU backend uses where they apply.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Local directory, `.gguf` file or hub id.
+    pub model: String,
+    /// Hub access (revision, cache dir, token, offline).
+    pub hub: HubOptions,
+    /// Weight precision (compute is f32 on CPU).
+    pub dtype: WeightDType,
+    /// Longest sequence; `None` = the model's `max_position_embeddings`.
+    pub max_model_len: Option<usize>,
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// KV cache budget in bytes.
+    pub kv_cache_memory_bytes: u64,
+    /// Most sequences running at once.
+    pub max_num_seqs: usize,
+    /// Token budget per step; `None` = vLLM's default for the chunked-prefill mode.
+    pub max_num_batched_tokens: Option<usize>,
+    /// Reuse KV blocks across requests sharing a prefix.
+    pub enable_prefix_caching: bool,
+    /// Split long prompts across steps.
+    pub enable_chunked_prefill: bool,
+    /// Sampling defaults source.
+    pub generation_config: GenerationConfigMode,
+    /// Seed of the engine's RNG (per-request seeds are drawn from it when a request has none).
+    pub seed: u64,
+    /// Most requests allowed to wait before `submit` answers `Overloaded`.
+    pub max_waiting_requests: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for `model` (4 GiB KV cache, block 16, prefix caching and chunked prefill on).
+    pub fn new(model: impl Into<String>) -> Self {
+        EngineConfig {
+            model: model.into(),
+            hub: HubOptions::default(),
+            dtype: WeightDType::Auto,
+            max_model_len: None,
+            block_size: 16,
+            kv_cache_memory_bytes: 4 << 30,
+            max_num_seqs: 256,
+            max_num_batched_tokens: None,
+            enable_prefix_caching: true,
+            enable_chunked_prefill: true,
+            generation_config: GenerationConfigMode::Auto,
+            seed: 0,
+            max_waiting_requests: 4096,
+        }
+    }
+}

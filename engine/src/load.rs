@@ -1,0 +1,166 @@
+//! Building an engine from an `EngineConfig`: locate the model, load weights and tokenizer, read
+//! sampling defaults, size the KV pool from the memory budget, and wire the scheduler.
+
+use crate::config::{EngineConfig, GenerationConfigMode};
+use crate::core::EngineCore;
+use crate::engine::ModelInfo;
+use crate::error::EngineError;
+use crate::runner::ModelRunner;
+use crate::sampling::{GenerationDefaults, SamplingParams};
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::tokenizer::Tokenizer;
+use candela_kernels::KvLayout;
+use candela_models::loader::source::{resolve, ModelSource};
+use candela_models::loader::{GgufWeights, SafetensorsWeights};
+use candela_models::registry::load_model;
+use candela_models::{KvCache, LoadOptions, ModelConfig, WeightSource};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything `Engine::load` produces.
+pub(crate) struct Loaded {
+    pub core: EngineCore,
+    pub tokenizer: Arc<Tokenizer>,
+    pub info: ModelInfo,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Tokenizer(e.to_string())
+}
+
+/// Loads the model, tokenizer and sampling defaults of `cfg.model`.
+pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
+    let source = resolve(&cfg.model, &cfg.hub)?;
+    let (mcfg, weights, tokenizer, model_dir): (
+        ModelConfig,
+        Box<dyn WeightSource>,
+        Tokenizer,
+        Option<PathBuf>,
+    ) = match &source {
+        ModelSource::Dir(dir) => {
+            let mcfg = ModelConfig::from_file(&dir.join("config.json"))?;
+            let w = SafetensorsWeights::open(dir)?;
+            (
+                mcfg,
+                Box::new(w),
+                Tokenizer::from_dir(dir).map_err(tok_err)?,
+                Some(dir.clone()),
+            )
+        }
+        ModelSource::Gguf(path) => {
+            let w = GgufWeights::open(path)?;
+            let mcfg = w.config()?;
+            (
+                mcfg,
+                Box::new(w),
+                Tokenizer::from_gguf(path).map_err(tok_err)?,
+                None,
+            )
+        }
+    };
+    let max_model_len = match cfg.max_model_len {
+        Some(m) if m > mcfg.max_position_embeddings => {
+            return Err(EngineError::Config(format!(
+                "User-specified max_model_len ({m}) is greater than the derived max_model_len (max_position_embeddings={})",
+                mcfg.max_position_embeddings
+            )))
+        }
+        Some(0) => return Err(EngineError::Config("max_model_len must be positive".into())),
+        Some(m) => m,
+        None => mcfg.max_position_embeddings,
+    };
+    let started = std::time::Instant::now();
+    let model = load_model(&mcfg, weights.as_ref(), &LoadOptions { dtype: cfg.dtype })?;
+    drop(weights);
+    tracing::info!(
+        "loaded {} ({}) in {:.1}s",
+        cfg.model,
+        mcfg.architecture,
+        started.elapsed().as_secs_f32()
+    );
+
+    let defaults = match &cfg.generation_config {
+        GenerationConfigMode::Vllm => GenerationDefaults::default(),
+        GenerationConfigMode::Auto => match &model_dir {
+            Some(d) if d.join("generation_config.json").exists() => {
+                GenerationDefaults::from_dir(d).map_err(|e| EngineError::Config(e.to_string()))?
+            }
+            _ => GenerationDefaults::default(),
+        },
+        GenerationConfigMode::Dir(d) => {
+            GenerationDefaults::from_dir(d).map_err(|e| EngineError::Config(e.to_string()))?
+        }
+    };
+    let default_params = match cfg.generation_config {
+        GenerationConfigMode::Vllm => SamplingParams::default(),
+        _ => SamplingParams::from_defaults(&defaults),
+    };
+    let mut eos_ids: Vec<u32> = tokenizer.eos_token_ids().to_vec();
+    for id in defaults.eos_token_ids.iter().chain(&mcfg.eos_token_ids) {
+        if !eos_ids.contains(id) {
+            eos_ids.push(*id);
+        }
+    }
+
+    let layout = KvLayout {
+        block_size: cfg.block_size.max(1),
+        n_kv_heads: mcfg.num_key_value_heads,
+        head_dim: mcfg.head_dim,
+    };
+    let bytes_per_block = KvCache::bytes_per_block(mcfg.num_hidden_layers, layout) as u64;
+    let num_blocks = (cfg.kv_cache_memory_bytes / bytes_per_block) as usize;
+    let max_tokens = num_blocks * layout.block_size;
+    if max_tokens < max_model_len {
+        return Err(EngineError::Config(format!(
+            "The model's max seq len ({max_model_len}) is larger than the maximum number of tokens that can be stored in KV cache ({max_tokens}). Try increasing `VLLM_CPU_KVCACHE_SPACE` / `--kv-cache-memory-bytes` or decreasing `--max-model-len`."
+        )));
+    }
+    tracing::info!(
+        "KV cache: {num_blocks} blocks of {} tokens = {max_tokens} tokens, {:.2} GiB ({} bytes per block)",
+        layout.block_size,
+        (num_blocks as u64 * bytes_per_block) as f64 / (1u64 << 30) as f64,
+        bytes_per_block
+    );
+    tracing::info!(
+        "Maximum concurrency for {max_model_len} tokens per request: {:.2}x",
+        max_tokens as f64 / max_model_len as f64
+    );
+    let kv = KvCache::new(mcfg.num_hidden_layers, num_blocks, layout);
+    let max_num_batched_tokens =
+        cfg.max_num_batched_tokens
+            .unwrap_or(if cfg.enable_chunked_prefill {
+                2048
+            } else {
+                max_model_len.max(2048)
+            });
+    let scheduler = Scheduler::new(SchedulerConfig {
+        max_num_seqs: cfg.max_num_seqs,
+        max_num_batched_tokens,
+        max_model_len,
+        block_size: layout.block_size,
+        num_blocks,
+        enable_prefix_caching: cfg.enable_prefix_caching,
+        enable_chunked_prefill: cfg.enable_chunked_prefill,
+    });
+    let tokenizer = Arc::new(tokenizer);
+    let core = EngineCore::new(
+        scheduler,
+        ModelRunner::new(model, kv),
+        tokenizer.clone(),
+        eos_ids,
+        max_model_len,
+    );
+    let info = ModelInfo {
+        model: cfg.model.clone(),
+        config: mcfg,
+        max_model_len,
+        num_blocks,
+        block_size: layout.block_size,
+        default_params,
+    };
+    Ok(Loaded {
+        core,
+        tokenizer,
+        info,
+    })
+}

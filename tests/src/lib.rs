@@ -1,0 +1,1 @@
+//! candela-tests: integration tests live in tests/tests/.

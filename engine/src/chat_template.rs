@@ -106,14 +106,9 @@ impl ChatTemplate {
             _ => return Err(ChatTemplateError::BadExtra),
         }
         ctx.insert("messages".into(), Json::Array(messages.to_vec()));
-        ctx.insert(
-            "add_generation_prompt".into(),
-            Json::Bool(add_generation_prompt),
-        );
-        let tmpl = self
-            .env
-            .get_template(NAME)
-            .map_err(|e| ChatTemplateError::Render(e.to_string()))?;
+        ctx.insert("add_generation_prompt".into(), add_generation_prompt.into());
+        let tmpl = self.env.get_template(NAME);
+        let tmpl = tmpl.map_err(|e| ChatTemplateError::Render(e.to_string()))?;
         tmpl.render(Value::from_serialize(&ctx)).map_err(|e| {
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             while let Some(err) = source {
@@ -127,9 +122,12 @@ impl ChatTemplate {
     }
 }
 
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, message.into())
+}
+
 fn raise_exception(message: String) -> Result<Value, Error> {
-    Err(Error::new(ErrorKind::InvalidOperation, message.clone())
-        .with_source(RaisedException(message)))
+    Err(invalid(message.clone()).with_source(RaisedException(message)))
 }
 
 /// Replaces HF's `{% generation %}` / `{% endgeneration %}` (assistant-mask markers) with an
@@ -172,27 +170,16 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<String, Error> {
         Some(v) if v.is_none() || v.is_undefined() => None,
         Some(v) => Some(match v.as_str() {
             Some(s) => s.to_string(),
-            None => " ".repeat(usize::try_from(v).map_err(|_| {
-                Error::new(
-                    ErrorKind::InvalidOperation,
-                    "tojson: indent must be an integer or string",
-                )
-            })?),
+            None => " ".repeat(usize::try_from(v).map_err(|_| invalid("tojson: bad indent"))?),
         }),
     };
     let (item_sep, key_sep) = match separators.as_deref() {
         Some([item, key]) => (item.clone(), key.clone()),
-        Some(_) => {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                "tojson: separators must be a pair",
-            ))
-        }
+        Some(_) => return Err(invalid("tojson: separators must be a pair")),
         None if indent.is_some() => (",".to_string(), ": ".to_string()),
         None => (", ".to_string(), ": ".to_string()),
     };
-    let json = serde_json::to_value(&value)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let json = serde_json::to_value(&value).map_err(|e| invalid(format!("tojson: {e}")))?;
     let fmt = PyJson {
         indent,
         item_sep,

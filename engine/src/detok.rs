@@ -219,7 +219,7 @@ impl IncrementalDetokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokenizer::tests::{fixture, golden, ids, FIXTURES};
+    use crate::tokenizer::tests::{fixture, golden, ids, smollm2_gguf, FIXTURES};
 
     /// Pushes every id, then finishes; returns the deltas (finish's last) and the stop.
     fn run(d: &mut IncrementalDetokenizer, out: &[u32]) -> (Vec<String>, Option<String>) {
@@ -250,19 +250,22 @@ mod tests {
 
     #[test]
     fn golden_greedy_outputs_match_full_decode() {
-        for name in FIXTURES {
-            let tok = Tokenizer::from_dir(fixture(name)).unwrap();
+        let mut toks: Vec<(&str, Tokenizer)> = FIXTURES
+            .iter()
+            .map(|&name| (name, Tokenizer::from_dir(fixture(name)).unwrap()))
+            .collect();
+        if let Some(path) = smollm2_gguf() {
+            toks.push(("smollm2-135m-instruct", Tokenizer::from_gguf(path).unwrap()));
+        }
+        for (name, tok) in &toks {
             for case in golden(name)["cases"].as_array().unwrap() {
                 let (prompt, out) = (ids(&case["input_ids"]), ids(&case["greedy_ids"]));
                 for skip in [false, true] {
-                    let (deltas, _) = run(&mut detok(&tok, &prompt, skip, &[], false), &out);
-                    assert_eq!(
-                        deltas.concat(),
-                        tok.decode(&out, skip).unwrap(),
-                        "{name} skip={skip}"
-                    );
+                    let (deltas, _) = run(&mut detok(tok, &prompt, skip, &[], false), &out);
+                    let text = deltas.concat();
+                    assert_eq!(text, tok.decode(&out, skip).unwrap(), "{name} skip={skip}");
                     if !skip {
-                        assert_eq!(deltas.concat(), case["greedy_text"].as_str().unwrap());
+                        assert_eq!(text, case["greedy_text"].as_str().unwrap());
                     }
                 }
             }

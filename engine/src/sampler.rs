@@ -45,12 +45,13 @@ fn better(a: (f32, u32), b: (f32, u32)) -> Ordering {
 /// place by the logits processors (bias, penalties, min_tokens). Never panics: an empty row gives
 /// token 0 with a NaN logprob.
 pub fn sample(logits: &mut [f32], params: &SamplingParams, ctx: &SampleContext) -> Sampled {
+    let bare = |token| Sampled {
+        token,
+        logprob: f32::NAN,
+        top_logprobs: Vec::new(),
+    };
     if logits.is_empty() {
-        return Sampled {
-            token: 0,
-            logprob: f32::NAN,
-            top_logprobs: Vec::new(),
-        };
+        return bare(0);
     }
     for l in logits.iter_mut() {
         if l.is_nan() {
@@ -59,33 +60,20 @@ pub fn sample(logits: &mut [f32], params: &SamplingParams, ctx: &SampleContext) 
     }
     let raw = params.logprobs.map(|k| RawLogprobs::new(logits, k));
     let mut undo: Vec<(u32, f32)> = Vec::new();
-    let track = raw.is_some();
-    apply_processors(logits, params, ctx, track.then_some(&mut undo));
+    apply_processors(logits, params, ctx, raw.is_some().then_some(&mut undo));
+    let u = uniform(ctx.seed, ctx.output_ids.len() as u64);
     let token = if params.is_greedy() {
         argmax(logits)
     } else {
-        draw(
-            logits,
-            params,
-            uniform(ctx.seed, ctx.output_ids.len() as u64),
-        )
+        draw(logits, params, u)
     };
-    match raw {
-        None => Sampled {
-            token,
-            logprob: f32::NAN,
-            top_logprobs: Vec::new(),
-        },
-        Some(raw) => {
-            let idx = token as usize;
-            let original = undo.iter().find(|(id, _)| *id == token).map(|&(_, v)| v);
-            let raw_logit = original.unwrap_or(logits[idx]);
-            Sampled {
-                token,
-                logprob: raw_logit - raw.lse,
-                top_logprobs: raw.top,
-            }
-        }
+    let Some(raw) = raw else { return bare(token) };
+    let original = undo.iter().find(|(id, _)| *id == token).map(|&(_, v)| v);
+    let logprob = original.unwrap_or(logits[token as usize]) - raw.lse;
+    Sampled {
+        token,
+        logprob,
+        top_logprobs: raw.top,
     }
 }
 
@@ -238,18 +226,15 @@ pub fn uniform(seed: u64, position: u64) -> f64 {
 
 /// Temperature, min_p, top_k, top_p, then inverse-CDF draw with `u` in [0, 1).
 fn draw(logits: &[f32], params: &SamplingParams, u: f64) -> u32 {
-    let t = params.temperature as f64;
+    let t = params.temperature;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
+    if !max.is_finite() {
         return argmax(logits);
     }
-    if max == f32::INFINITY {
-        return argmax(logits);
-    }
-    let weight = |l: f32| ((l as f64 - max as f64) / t).exp();
+    let weight = |l: f32| f64::from(((l - max) / t).exp());
     // min_p: p_i >= min_p * p_max  <=>  (l_i - max) / t >= ln(min_p).
     let floor = if params.min_p > 0.0 {
-        (max as f64 + t * (params.min_p as f64).ln()) as f32
+        max + t * params.min_p.ln()
     } else {
         f32::NEG_INFINITY
     };
@@ -283,8 +268,11 @@ fn draw(logits: &[f32], params: &SamplingParams, u: f64) -> u32 {
         .map(|(i, &l)| (l, i as u32))
         .collect();
     if top_k > 0 && top_k < cand.len() {
-        cand.select_nth_unstable_by(top_k - 1, |a, b| better(*a, *b));
-        cand.truncate(top_k);
+        // Like vLLM, tokens tied with the k-th logit stay.
+        let kth = *cand
+            .select_nth_unstable_by(top_k - 1, |a, b| better(*a, *b))
+            .1;
+        cand.retain(|&(l, _)| l >= kth.0);
     }
     let sorted_len = if params.top_p < 1.0 {
         top_p_prefix(&mut cand, params.top_p as f64, weight)
@@ -306,9 +294,7 @@ fn draw(logits: &[f32], params: &SamplingParams, u: f64) -> u32 {
             return id;
         }
     }
-    cand.last()
-        .map(|&(_, id)| id)
-        .unwrap_or_else(|| argmax(logits))
+    cand.last().map_or_else(|| argmax(logits), |&(_, id)| id)
 }
 
 /// Sorts the best candidates first and returns the length of the smallest prefix whose mass
@@ -558,6 +544,29 @@ mod tests {
         assert!(sample(&mut raw.to_vec(), &greedy(), &ctx(&[], &[], &[], 0))
             .logprob
             .is_nan());
+    }
+
+    #[test]
+    fn greedy_reproduces_golden_ids_from_reference_logits() {
+        use crate::tokenizer::tests::{fixture, golden, ids};
+        let path = format!("{}/reference/golden.safetensors", fixture("qwen2"));
+        let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+        for case in golden("qwen2")["cases"].as_array().unwrap() {
+            let rows = tensors[case["logits_key"].as_str().unwrap()]
+                .to_vec2::<f32>()
+                .unwrap();
+            let (prompt, want_ids) = (ids(&case["input_ids"]), ids(&case["greedy_ids"]));
+            let p = SamplingParams {
+                logprobs: Some(1),
+                ..greedy()
+            };
+            for (k, &want) in want_ids.iter().enumerate() {
+                let mut row = rows[prompt.len() - 1 + k].clone();
+                let s = sample(&mut row, &p, &ctx(&prompt, &want_ids[..k], &[482], 0));
+                assert_eq!((s.token, s.top_logprobs[0].0), (want, want));
+                assert_eq!(s.logprob, s.top_logprobs[0].1);
+            }
+        }
     }
 
     #[test]

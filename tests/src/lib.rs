@@ -1,1 +1,1 @@
-//! candela-tests: integration tests live in tests/tests/.
+//! candela-tests: end-to-end tests of the engine against the HF golden fixtures live in `tests/`.

@@ -44,6 +44,44 @@ pub struct EngineConfig {
     pub seed: u64,
     /// Most requests allowed to wait before `submit` answers `Overloaded`.
     pub max_waiting_requests: usize,
+    /// `--quantization` as given (`None` = from the checkpoint's config).
+    pub quantization: Option<String>,
+    /// `--kv-cache-dtype` (`auto` = the model's dtype; on CPU the cache holds f32).
+    pub kv_cache_dtype: String,
+    /// `--tensor-parallel-size`.
+    pub tensor_parallel_size: usize,
+    /// `--pipeline-parallel-size`.
+    pub pipeline_parallel_size: usize,
+    /// `--data-parallel-size`.
+    pub data_parallel_size: usize,
+    /// `--distributed-executor-backend` (`ray`, `mp`, `uni`, `external_launcher`; `None` = auto).
+    pub distributed_executor_backend: Option<String>,
+    /// `VLLM_HOST_IP`: the address other ranks reach this node at.
+    pub host_ip: Option<String>,
+    /// `--kv-transfer-config` JSON object (e.g. LMCache PD: `kv_connector`, `kv_role`, ...).
+    pub kv_transfer_config: Option<serde_json::Value>,
+    /// `--trust-remote-code` (no remote code is ever run; only built-in architectures load).
+    pub trust_remote_code: bool,
+    /// `--enforce-eager` (no graph capture exists on CPU).
+    pub enforce_eager: bool,
+    /// `--swap-space` in GiB.
+    pub swap_space_gib: f64,
+    /// `--gpu-memory-utilization` (fraction of device memory; unused on CPU).
+    pub gpu_memory_utilization: f64,
+    /// `--enable-lora`.
+    pub enable_lora: bool,
+    /// `--max-loras`.
+    pub max_loras: usize,
+    /// `--max-lora-rank`.
+    pub max_lora_rank: usize,
+    /// `--runner` (`auto`, `generate`, `pooling`, `draft`).
+    pub runner: String,
+    /// `--convert` (`auto`, `none`, `embed`, `classify`).
+    pub convert: String,
+    /// `--tokenizer` (`None` = the model's own tokenizer).
+    pub tokenizer: Option<String>,
+    /// `--load-format` (`auto`, `safetensors`, `gguf`, ...).
+    pub load_format: String,
 }
 
 impl EngineConfig {
@@ -63,6 +101,25 @@ impl EngineConfig {
             generation_config: GenerationConfigMode::Auto,
             seed: 0,
             max_waiting_requests: 4096,
+            quantization: None,
+            kv_cache_dtype: "auto".into(),
+            tensor_parallel_size: 1,
+            pipeline_parallel_size: 1,
+            data_parallel_size: 1,
+            distributed_executor_backend: None,
+            host_ip: None,
+            kv_transfer_config: None,
+            trust_remote_code: false,
+            enforce_eager: false,
+            swap_space_gib: 4.0,
+            gpu_memory_utilization: 0.92,
+            enable_lora: false,
+            max_loras: 1,
+            max_lora_rank: 16,
+            runner: "auto".into(),
+            convert: "auto".into(),
+            tokenizer: None,
+            load_format: "auto".into(),
         }
     }
 }

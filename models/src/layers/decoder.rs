@@ -45,7 +45,9 @@ impl Decoder {
         let h = cfg.hidden_size;
         let embed = Embedding::load(src, "model.embed_tokens.weight", cfg.vocab_size, h, opts)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        let pb = crate::loader::progress_bar(cfg.num_hidden_layers as u64, "Loading layers");
         for i in 0..cfg.num_hidden_layers {
+            pb.inc(1);
             let p = format!("model.layers.{i}");
             layers.push(Layer {
                 input_norm: RmsNorm::load(src, &format!("{p}.input_layernorm.weight"), h, cfg.rms_norm_eps, opts)?,
@@ -54,6 +56,7 @@ impl Decoder {
                 mlp: GatedMlp::load(src, &format!("{p}.mlp"), cfg, opts)?,
             });
         }
+        pb.finish_and_clear();
         let norm = RmsNorm::load(src, "model.norm.weight", h, cfg.rms_norm_eps, opts)?;
         let lm_head = if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
             if !cfg.tie_word_embeddings {

@@ -1,11 +1,99 @@
-//! Engine flags shared by `serve`, `generate` and `bench`, in vLLM's names, and their resolution
-//! (with the environment variables vLLM reads) into an `EngineConfig`. Env is read only here.
+//! Engine flags shared by `generate` and `bench` (clap, vLLM names), and the environment
+//! variables vLLM reads (HF_TOKEN, HF_HOME, HF_HUB_OFFLINE, HF_ENDPOINT,
+//! VLLM_CPU_KVCACHE_SPACE), resolved from an explicit env map so `serve` parsing stays pure.
+//! The process environment is read only here (`process_env`) and in `main`.
 
 use candela_engine::{EngineConfig, GenerationConfigMode};
 use candela_models::loader::source::HubOptions;
 use candela_models::WeightDType;
 use clap::{Args, ValueEnum};
+use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// Environment variables, by name (a snapshot of the process env, or a test's map).
+pub type Env = HashMap<String, String>;
+
+/// Default KV cache budget when neither `--kv-cache-memory-bytes` nor VLLM_CPU_KVCACHE_SPACE is set.
+pub const DEFAULT_KV_CACHE_BYTES: u64 = 4 << 30;
+
+/// Snapshot of the process environment (variables that are not valid UTF-8 are skipped).
+pub fn process_env() -> Env {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// A non-empty variable.
+pub fn env_var<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
+    env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// huggingface_hub's truthy spellings: 1, true, yes, on (any case).
+fn env_flag(env: &Env, key: &str) -> bool {
+    env_var(env, key).is_some_and(|v| {
+        ["1", "true", "yes", "on"]
+            .iter()
+            .any(|t| v.eq_ignore_ascii_case(t))
+    })
+}
+
+/// Hub access from the flags and HF_TOKEN (or HUGGING_FACE_HUB_TOKEN), HF_HOME, HF_HUB_OFFLINE
+/// and HF_ENDPOINT.
+pub fn hub_options(
+    env: &Env,
+    revision: Option<String>,
+    download_dir: Option<PathBuf>,
+) -> HubOptions {
+    let mut hub = HubOptions {
+        revision,
+        download_dir,
+        ..HubOptions::default()
+    };
+    hub.token = env_var(env, "HF_TOKEN")
+        .or_else(|| env_var(env, "HUGGING_FACE_HUB_TOKEN"))
+        .map(str::to_string);
+    hub.offline = env_flag(env, "HF_HUB_OFFLINE");
+    hub.hf_home = env_var(env, "HF_HOME").map(PathBuf::from);
+    hub.endpoint = env_var(env, "HF_ENDPOINT").map(|e| e.trim_end_matches('/').to_string());
+    hub
+}
+
+/// KV cache budget: the explicit flag, else VLLM_CPU_KVCACHE_SPACE (GiB; 0 or empty = default),
+/// else 4 GiB.
+pub fn kv_cache_bytes(explicit: Option<u64>, env: &Env) -> Result<u64, String> {
+    if let Some(b) = explicit {
+        return Ok(b);
+    }
+    match env_var(env, "VLLM_CPU_KVCACHE_SPACE") {
+        None | Some("0") => Ok(DEFAULT_KV_CACHE_BYTES),
+        Some(gib) => match gib.parse::<f64>() {
+            Ok(g) if g.is_finite() && g > 0.0 => Ok((g * (1u64 << 30) as f64) as u64),
+            _ => Err(format!(
+                "VLLM_CPU_KVCACHE_SPACE must be a positive number of GiB, got {gib:?}"
+            )),
+        },
+    }
+}
+
+/// Maps vLLM's `--dtype` spellings to the weight precision.
+pub fn weight_dtype(s: &str) -> Option<WeightDType> {
+    Some(match s {
+        "auto" => WeightDType::Auto,
+        "float" | "float32" | "fp32" => WeightDType::F32,
+        "bfloat16" | "bf16" => WeightDType::BF16,
+        "half" | "float16" | "fp16" => WeightDType::F16,
+        _ => return None,
+    })
+}
+
+/// Maps `--generation-config` (`auto`, `vllm` or a directory).
+pub fn generation_config(s: &str) -> GenerationConfigMode {
+    match s {
+        "auto" => GenerationConfigMode::Auto,
+        "vllm" => GenerationConfigMode::Vllm,
+        dir => GenerationConfigMode::Dir(PathBuf::from(dir)),
+    }
+}
 
 /// `--dtype` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -23,7 +111,7 @@ pub enum DTypeArg {
     Float16,
 }
 
-/// Flags that configure the engine.
+/// Flags that configure the engine (for `generate` and `bench`; `serve` has its own table).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
     /// Weight precision; compute on CPU is f32 (faster than bf16 without AVX512-BF16).
@@ -48,13 +136,13 @@ pub struct EngineArgs {
     #[arg(long, overrides_with = "no_enable_prefix_caching")]
     pub enable_prefix_caching: bool,
     /// Disable prefix caching.
-    #[arg(long)]
+    #[arg(long, overrides_with = "enable_prefix_caching")]
     pub no_enable_prefix_caching: bool,
     /// Split long prompts across steps (default on).
     #[arg(long, overrides_with = "no_enable_chunked_prefill")]
     pub enable_chunked_prefill: bool,
     /// Disable chunked prefill.
-    #[arg(long)]
+    #[arg(long, overrides_with = "enable_chunked_prefill")]
     pub no_enable_chunked_prefill: bool,
     /// Sampling defaults: `auto` (model's generation_config.json), `vllm`, or a directory.
     #[arg(long, default_value = "auto")]
@@ -71,9 +159,13 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// Builds the engine config for `model`, reading HF_TOKEN, HF_HOME, HF_HUB_OFFLINE and
-    /// VLLM_CPU_KVCACHE_SPACE from the environment.
+    /// Builds the engine config for `model`, reading the environment of this process.
     pub fn to_config(&self, model: &str) -> anyhow::Result<EngineConfig> {
+        self.to_config_with_env(model, &process_env())
+    }
+
+    /// Builds the engine config for `model` with `env` as the environment.
+    pub fn to_config_with_env(&self, model: &str, env: &Env) -> anyhow::Result<EngineConfig> {
         let mut cfg = EngineConfig::new(model);
         cfg.dtype = match self.dtype {
             DTypeArg::Auto => WeightDType::Auto,
@@ -83,33 +175,16 @@ impl EngineArgs {
         };
         cfg.max_model_len = self.max_model_len;
         cfg.block_size = self.block_size;
-        cfg.kv_cache_memory_bytes = match (self.kv_cache_memory_bytes, std::env::var("VLLM_CPU_KVCACHE_SPACE")) {
-            (Some(b), _) => b,
-            (None, Ok(gib)) if !gib.trim().is_empty() && gib.trim() != "0" => {
-                let g: f64 = gib.trim().parse().map_err(|_| anyhow::anyhow!("VLLM_CPU_KVCACHE_SPACE must be a number of GiB, got {gib:?}"))?;
-                (g * (1u64 << 30) as f64) as u64
-            }
-            _ => 4 << 30,
-        };
+        cfg.kv_cache_memory_bytes =
+            kv_cache_bytes(self.kv_cache_memory_bytes, env).map_err(anyhow::Error::msg)?;
         cfg.max_num_seqs = self.max_num_seqs;
         cfg.max_num_batched_tokens = self.max_num_batched_tokens;
         cfg.enable_prefix_caching = !self.no_enable_prefix_caching;
         cfg.enable_chunked_prefill = !self.no_enable_chunked_prefill;
-        cfg.generation_config = match self.generation_config.as_str() {
-            "auto" => GenerationConfigMode::Auto,
-            "vllm" => GenerationConfigMode::Vllm,
-            dir => GenerationConfigMode::Dir(PathBuf::from(dir)),
-        };
+        cfg.generation_config = generation_config(&self.generation_config);
         cfg.seed = self.seed;
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        cfg.hub = HubOptions {
-            revision: self.revision.clone(),
-            download_dir: self.download_dir.clone(),
-            token: env("HF_TOKEN").or_else(|| env("HUGGING_FACE_HUB_TOKEN")),
-            offline: env("HF_HUB_OFFLINE").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
-            hf_home: env("HF_HOME").map(PathBuf::from),
-            ..HubOptions::default()
-        };
+        cfg.hub = hub_options(env, self.revision.clone(), self.download_dir.clone());
+        cfg.host_ip = env_var(env, "VLLM_HOST_IP").map(str::to_string);
         Ok(cfg)
     }
 }

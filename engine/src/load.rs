@@ -13,6 +13,8 @@ use candela_kernels::KvLayout;
 use candela_models::loader::source::{resolve, ModelSource};
 use candela_models::loader::{GgufWeights, SafetensorsWeights};
 use candela_models::registry::load_model;
+use candela_models::kv_cache::KvCacheDType;
+use candela_models::layers::QuantConfig;
 use candela_models::{KvCache, LoadOptions, ModelConfig, WeightSource};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,7 +72,8 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         None => mcfg.max_position_embeddings,
     };
     let started = std::time::Instant::now();
-    let model = load_model(&mcfg, weights.as_ref(), &LoadOptions { dtype: cfg.dtype })?;
+    let quant = QuantConfig::resolve(&mcfg, model_dir.as_deref(), None)?;
+    let model = load_model(&mcfg, weights.as_ref(), &LoadOptions::new(cfg.dtype).with_quant(quant))?;
     drop(weights);
     tracing::info!(
         "loaded {} ({}) in {:.1}s",
@@ -107,7 +110,7 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         n_kv_heads: mcfg.num_key_value_heads,
         head_dim: mcfg.head_dim,
     };
-    let bytes_per_block = KvCache::bytes_per_block(mcfg.num_hidden_layers, layout) as u64;
+    let bytes_per_block = KvCache::bytes_per_block(mcfg.num_hidden_layers, layout, KvCacheDType::Auto) as u64;
     let num_blocks = (cfg.kv_cache_memory_bytes / bytes_per_block) as usize;
     let max_tokens = num_blocks * layout.block_size;
     if max_tokens < max_model_len {
@@ -125,7 +128,7 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         "Maximum concurrency for {max_model_len} tokens per request: {:.2}x",
         max_tokens as f64 / max_model_len as f64
     );
-    let kv = KvCache::new(mcfg.num_hidden_layers, num_blocks, layout);
+    let kv = KvCache::new(mcfg.num_hidden_layers, num_blocks, layout, KvCacheDType::Auto);
     let max_num_batched_tokens =
         cfg.max_num_batched_tokens
             .unwrap_or(if cfg.enable_chunked_prefill {

@@ -5,8 +5,12 @@
 //! (`T` = tokens in the batch, `H` = heads, `D` = head dim).
 
 pub mod activation;
+pub mod dense;
+pub mod fp8;
+pub mod int4;
 pub mod norm;
 pub mod paged_attention;
 pub mod rope;
 
+pub use int4::{Int4Error, Int4Impl, Int4Weights};
 pub use paged_attention::{paged_attention, reshape_and_cache, AttnSeq, KvLayout};

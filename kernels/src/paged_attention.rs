@@ -1,8 +1,10 @@
 //! Attention over a paged KV cache (prefill chunks and decodes in one call), and the cache write.
 //!
 //! Cache layout per layer: `[num_blocks, block_size, n_kv_heads, head_dim]`, so one token slot
-//! (`slot = block * block_size + offset`) holds all its KV heads contiguously.
+//! (`slot = block * block_size + offset`) holds all its KV heads contiguously. Elements are f32,
+//! or FP8 codes with a per-tensor scale (`*_fp8`, vLLM's `--kv-cache-dtype fp8`).
 
+use crate::fp8::{axpy_codes, dot_codes, encode_scaled, Fp8Format};
 use rayon::prelude::*;
 
 /// Shape of one layer's K (or V) cache.
@@ -62,10 +64,144 @@ pub fn reshape_and_cache(
 /// `0..=position`. Shapes: `q`, `out`: `[T, n_heads * head_dim]`; caches as in
 /// [`reshape_and_cache`]. GQA: query head `h` reads KV head `h / (n_heads / n_kv_heads)`.
 /// Softmax in f32 with max subtraction; `scale` is usually `1/sqrt(head_dim)`.
+#[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
     q: &[f32],
     k_cache: &[f32],
     v_cache: &[f32],
+    seqs: &[AttnSeq<'_>],
+    n_heads: usize,
+    layout: KvLayout,
+    scale: f32,
+    out: &mut [f32],
+) {
+    attend(
+        q,
+        &F32Kv(k_cache),
+        &F32Kv(v_cache),
+        seqs,
+        n_heads,
+        layout,
+        scale,
+        out,
+    );
+}
+
+/// FP8 storage of a paged K/V cache pair: the format and the per-tensor scales
+/// (stored code = fp8(x / scale), read value = decode(code) * scale; vLLM's default scale is 1.0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fp8Kv {
+    /// E4M3 or E5M2.
+    pub format: Fp8Format,
+    /// Scale of the keys.
+    pub k_scale: f32,
+    /// Scale of the values.
+    pub v_scale: f32,
+}
+
+/// [`reshape_and_cache`] into FP8 caches (`[num_blocks * block_size, n_kv_heads * head_dim]`
+/// bytes), rounding to nearest even with saturation.
+pub fn reshape_and_cache_fp8(
+    k: &[f32],
+    v: &[f32],
+    k_cache: &mut [u8],
+    v_cache: &mut [u8],
+    slot_mapping: &[u32],
+    layout: KvLayout,
+    fp8: Fp8Kv,
+) {
+    let w = layout.slot_width();
+    for (t, &slot) in slot_mapping.iter().enumerate() {
+        let dst = slot as usize * w;
+        encode_scaled(
+            fp8.format,
+            &k[t * w..(t + 1) * w],
+            fp8.k_scale,
+            &mut k_cache[dst..dst + w],
+        );
+        encode_scaled(
+            fp8.format,
+            &v[t * w..(t + 1) * w],
+            fp8.v_scale,
+            &mut v_cache[dst..dst + w],
+        );
+    }
+}
+
+/// [`paged_attention`] over FP8 caches written by [`reshape_and_cache_fp8`]; keys and values
+/// are decoded to f32 (times their scale) on read, and everything else is computed in f32.
+#[allow(clippy::too_many_arguments)]
+pub fn paged_attention_fp8(
+    q: &[f32],
+    k_cache: &[u8],
+    v_cache: &[u8],
+    fp8: Fp8Kv,
+    seqs: &[AttnSeq<'_>],
+    n_heads: usize,
+    layout: KvLayout,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let k = Fp8Src {
+        data: k_cache,
+        format: fp8.format,
+        scale: fp8.k_scale,
+    };
+    let v = Fp8Src {
+        data: v_cache,
+        format: fp8.format,
+        scale: fp8.v_scale,
+    };
+    attend(q, &k, &v, seqs, n_heads, layout, scale, out);
+}
+
+/// Read access to one head of one cache slot, whatever the storage type.
+trait KvSrc: Sync {
+    /// `q · head` for the head starting at element `off`.
+    fn dot(&self, off: usize, q: &[f32]) -> f32;
+    /// `o += w * head` for the head starting at element `off`.
+    fn axpy(&self, off: usize, w: f32, o: &mut [f32]);
+}
+
+struct F32Kv<'a>(&'a [f32]);
+
+impl KvSrc for F32Kv<'_> {
+    #[inline]
+    fn dot(&self, off: usize, q: &[f32]) -> f32 {
+        dot(q, &self.0[off..][..q.len()])
+    }
+    #[inline]
+    fn axpy(&self, off: usize, w: f32, o: &mut [f32]) {
+        let n = o.len();
+        for (a, &b) in o.iter_mut().zip(&self.0[off..][..n]) {
+            *a += w * b;
+        }
+    }
+}
+
+struct Fp8Src<'a> {
+    data: &'a [u8],
+    format: Fp8Format,
+    scale: f32,
+}
+
+impl KvSrc for Fp8Src<'_> {
+    #[inline]
+    fn dot(&self, off: usize, q: &[f32]) -> f32 {
+        dot_codes(self.format, &self.data[off..][..q.len()], q) * self.scale
+    }
+    #[inline]
+    fn axpy(&self, off: usize, w: f32, o: &mut [f32]) {
+        let n = o.len();
+        axpy_codes(self.format, &self.data[off..][..n], w * self.scale, o);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend<K: KvSrc, V: KvSrc>(
+    q: &[f32],
+    k_cache: &K,
+    v_cache: &V,
     seqs: &[AttnSeq<'_>],
     n_heads: usize,
     layout: KvLayout,
@@ -95,8 +231,7 @@ pub fn paged_attention(
         let mut scores = Vec::with_capacity(pos + 1);
         let mut max = f32::NEG_INFINITY;
         for p in 0..=pos {
-            let kh = &k_cache[slot_off(p)..][..d];
-            let s = dot(qh, kh) * scale;
+            let s = k_cache.dot(slot_off(p), qh) * scale;
             max = max.max(s);
             scores.push(s);
         }
@@ -107,11 +242,7 @@ pub fn paged_attention(
         }
         o.fill(0.0);
         for (p, &w) in scores.iter().enumerate() {
-            let vh = &v_cache[slot_off(p)..][..d];
-            let w = w / sum;
-            for (a, &b) in o.iter_mut().zip(vh) {
-                *a += w * b;
-            }
+            v_cache.axpy(slot_off(p), w / sum, o);
         }
     });
 }
@@ -138,7 +269,17 @@ mod tests {
     use super::*;
 
     /// Dense causal attention of one sequence (queries at the last positions), the reference.
-    fn dense(q: &[f32], k: &[f32], v: &[f32], n_q: usize, n_ctx: usize, nh: usize, nkv: usize, d: usize) -> Vec<f32> {
+    #[allow(clippy::too_many_arguments)]
+    fn dense(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        n_q: usize,
+        n_ctx: usize,
+        nh: usize,
+        nkv: usize,
+        d: usize,
+    ) -> Vec<f32> {
         let mut out = vec![0.0; n_q * nh * d];
         for i in 0..n_q {
             let pos = n_ctx - n_q + i;
@@ -146,7 +287,13 @@ mod tests {
                 let kvh = h / (nh / nkv);
                 let qh = &q[(i * nh + h) * d..][..d];
                 let s: Vec<f32> = (0..=pos)
-                    .map(|p| qh.iter().zip(&k[(p * nkv + kvh) * d..][..d]).map(|(a, b)| a * b).sum::<f32>() / (d as f32).sqrt())
+                    .map(|p| {
+                        qh.iter()
+                            .zip(&k[(p * nkv + kvh) * d..][..d])
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            / (d as f32).sqrt()
+                    })
                     .collect();
                 let m = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let e: Vec<f32> = s.iter().map(|x| (x - m).exp()).collect();
@@ -176,7 +323,11 @@ mod tests {
     #[test]
     fn paged_equals_dense_with_scattered_blocks_and_gqa() {
         let (nh, nkv, d, bs) = (4, 2, 8, 4);
-        let layout = KvLayout { block_size: bs, n_kv_heads: nkv, head_dim: d };
+        let layout = KvLayout {
+            block_size: bs,
+            n_kv_heads: nkv,
+            head_dim: d,
+        };
         let n_ctx = 11; // 3 blocks, last one partial
         let k = pseudo(n_ctx * nkv * d, 1);
         let v = pseudo(n_ctx * nkv * d, 2);
@@ -184,17 +335,104 @@ mod tests {
         let mut kc = vec![0.0; n_blocks * bs * nkv * d];
         let mut vc = kc.clone();
         let table = [5u32, 2, 7];
-        let slots: Vec<u32> = (0..n_ctx).map(|p| table[p / bs] * bs as u32 + (p % bs) as u32).collect();
+        let slots: Vec<u32> = (0..n_ctx)
+            .map(|p| table[p / bs] * bs as u32 + (p % bs) as u32)
+            .collect();
         reshape_and_cache(&k, &v, &mut kc, &mut vc, &slots, layout);
         // A chunk of 3 query tokens at the end (prefill over a cached prefix).
         let n_q = 3;
         let q = pseudo(n_q * nh * d, 3);
-        let seqs = [AttnSeq { query_start: 0, query_len: n_q, context_len: n_ctx, block_table: &table }];
+        let seqs = [AttnSeq {
+            query_start: 0,
+            query_len: n_q,
+            context_len: n_ctx,
+            block_table: &table,
+        }];
         let mut out = vec![0.0; q.len()];
-        paged_attention(&q, &kc, &vc, &seqs, nh, layout, 1.0 / (d as f32).sqrt(), &mut out);
+        paged_attention(
+            &q,
+            &kc,
+            &vc,
+            &seqs,
+            nh,
+            layout,
+            1.0 / (d as f32).sqrt(),
+            &mut out,
+        );
         let want = dense(&q, &k, &v, n_q, n_ctx, nh, nkv, d);
         for (a, b) in out.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn fp8_cache_equals_dense_attention_on_the_rounded_values() {
+        let (nh, nkv, d, bs) = (4, 2, 8, 4);
+        let layout = KvLayout {
+            block_size: bs,
+            n_kv_heads: nkv,
+            head_dim: d,
+        };
+        let n_ctx = 10;
+        let k: Vec<f32> = pseudo(n_ctx * nkv * d, 4).iter().map(|x| x * 3.0).collect();
+        let v = pseudo(n_ctx * nkv * d, 5);
+        let table = [3u32, 0, 6];
+        let slots: Vec<u32> = (0..n_ctx)
+            .map(|p| table[p / bs] * bs as u32 + (p % bs) as u32)
+            .collect();
+        let n_q = 2;
+        let q = pseudo(n_q * nh * d, 6);
+        let seqs = [AttnSeq {
+            query_start: 0,
+            query_len: n_q,
+            context_len: n_ctx,
+            block_table: &table,
+        }];
+        for format in [Fp8Format::E4M3, Fp8Format::E5M2] {
+            let fp8 = Fp8Kv {
+                format,
+                k_scale: 0.5,
+                v_scale: 0.25,
+            };
+            let mut kc = vec![0u8; 8 * bs * nkv * d];
+            let mut vc = kc.clone();
+            reshape_and_cache_fp8(&k, &v, &mut kc, &mut vc, &slots, layout, fp8);
+            let mut out = vec![0.0; q.len()];
+            paged_attention_fp8(
+                &q,
+                &kc,
+                &vc,
+                fp8,
+                &seqs,
+                nh,
+                layout,
+                1.0 / (d as f32).sqrt(),
+                &mut out,
+            );
+            let round = |x: &[f32], s: f32| {
+                x.iter()
+                    .map(|&a| format.decode(format.encode(a / s)) * s)
+                    .collect::<Vec<f32>>()
+            };
+            let want = dense(
+                &q,
+                &round(&k, 0.5),
+                &round(&v, 0.25),
+                n_q,
+                n_ctx,
+                nh,
+                nkv,
+                d,
+            );
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "{format:?}: {a} vs {b}");
+            }
+            // And within FP8 precision of the unrounded attention.
+            let exact = dense(&q, &k, &v, n_q, n_ctx, nh, nkv, d);
+            let tol = if format == Fp8Format::E4M3 { 0.1 } else { 0.2 };
+            for (a, b) in out.iter().zip(&exact) {
+                assert!((a - b).abs() < tol, "{format:?}: {a} vs {b}");
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ fn smollm2_gguf_matches_hf() {
     let tensors = candle_core::safetensors::load(dir.join("reference/golden.safetensors"), &Device::Cpu).unwrap();
     let w = GgufWeights::open(&path).unwrap();
     let cfg = w.config().unwrap();
-    let model = load_model(&cfg, &w, &LoadOptions { dtype: WeightDType::BF16 }).unwrap();
+    let model = load_model(&cfg, &w, &LoadOptions::new(WeightDType::BF16)).unwrap();
     let layout = KvLayout { block_size: 16, n_kv_heads: cfg.num_key_value_heads, head_dim: cfg.head_dim };
     let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
     for (ci, case) in golden["cases"].as_array().unwrap().iter().enumerate() {
@@ -47,7 +47,7 @@ fn smollm2_gguf_matches_hf() {
 
         let n_blocks = (prompt.len() + greedy.len()).div_ceil(16) + 1;
         let table: Vec<u32> = (0..n_blocks as u32).collect();
-        let mut kv = KvCache::new(cfg.num_hidden_layers, n_blocks, layout);
+        let mut kv = KvCache::new(cfg.num_hidden_layers, n_blocks, layout, Default::default());
         let mut b = ForwardBatch::default();
         b.push_seq(&prompt, 0, &table, 16);
         b.logits_rows = (0..prompt.len()).collect();

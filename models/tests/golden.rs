@@ -48,7 +48,7 @@ fn check_fixture(name: &str) {
     let dir = fixture(name);
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
     let weights = SafetensorsWeights::open(&dir).unwrap();
-    let model = load_model(&cfg, &weights, &LoadOptions { dtype: WeightDType::Auto }).unwrap();
+    let model = load_model(&cfg, &weights, &LoadOptions::new(WeightDType::Auto)).unwrap();
     let layout = KvLayout { block_size: 4, n_kv_heads: cfg.num_key_value_heads, head_dim: cfg.head_dim };
     for (ci, case) in cases(name).iter().enumerate() {
         let all: Vec<u32> = case.input_ids.iter().chain(&case.greedy_ids).copied().collect();
@@ -57,7 +57,7 @@ fn check_fixture(name: &str) {
         let table: Vec<u32> = (0..n_blocks as u32).rev().collect();
 
         // 1. One prefill over prompt + greedy continuation: every row checked.
-        let mut kv = KvCache::new(cfg.num_hidden_layers, n_blocks, layout);
+        let mut kv = KvCache::new(cfg.num_hidden_layers, n_blocks, layout, Default::default());
         let mut b = ForwardBatch::default();
         b.push_seq(&all[..all.len() - 1], 0, &table, layout.block_size);
         b.logits_rows = (0..all.len() - 1).collect();
@@ -68,7 +68,7 @@ fn check_fixture(name: &str) {
         }
 
         // 2. Prompt prefill, then one decode step per greedy token through the cache.
-        let mut kv = KvCache::new(cfg.num_hidden_layers, n_blocks, layout);
+        let mut kv = KvCache::new(cfg.num_hidden_layers, n_blocks, layout, Default::default());
         let p = case.input_ids.len();
         let mut b = ForwardBatch::default();
         let last = b.push_seq(&case.input_ids, 0, &table, layout.block_size);

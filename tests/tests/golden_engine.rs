@@ -111,7 +111,7 @@ fn batch_invariance_with_chunked_prefill_and_preemption() {
         cfg.max_model_len = Some(96);
         cfg.block_size = 4;
         cfg.max_num_batched_tokens = Some(8);
-        let bpb = candela_models::KvCache::bytes_per_block(2, candela_kernels::KvLayout { block_size: 4, n_kv_heads: 2, head_dim: 16 });
+        let bpb = candela_models::KvCache::bytes_per_block(2, candela_kernels::KvLayout { block_size: 4, n_kv_heads: 2, head_dim: 16 }, Default::default());
         cfg.kv_cache_memory_bytes = (24 * bpb) as u64;
         let tight = start(&cfg);
         let mut streams: Vec<_> = reqs

@@ -39,7 +39,7 @@ fn eviction_under_pressure_loses_no_request() {
     let mut cfg = test_config(fixture("llama").to_string_lossy());
     cfg.max_model_len = Some(64);
     cfg.block_size = 4;
-    let bpb = candela_models::KvCache::bytes_per_block(2, candela_kernels::KvLayout { block_size: 4, n_kv_heads: 2, head_dim: 16 });
+    let bpb = candela_models::KvCache::bytes_per_block(2, candela_kernels::KvLayout { block_size: 4, n_kv_heads: 2, head_dim: 16 }, Default::default());
     cfg.kv_cache_memory_bytes = (20 * bpb) as u64;
     let e = start(&cfg);
     // Many distinct prompts sharing pairwise prefixes, more than the pool can cache at once.

@@ -8,7 +8,7 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kv_cache::LayerKv;
 use crate::weights::WeightSource;
-use candela_kernels::{paged_attention, reshape_and_cache, rope::apply_rope, AttnSeq, KvLayout};
+use candela_kernels::{rope::apply_rope, AttnSeq, KvLayout};
 
 /// Grouped-query attention with rotary positions over the paged cache.
 pub struct Attention {
@@ -46,14 +46,14 @@ impl Attention {
         }
         apply_rope(&mut q, &rope.cos, &rope.sin, nh, d);
         apply_rope(&mut k, &rope.cos, &rope.sin, nkv, d);
-        reshape_and_cache(&k, &v, &mut kv.k, &mut kv.v, &batch.slot_mapping, layout);
+        kv.write(&k, &v, &batch.slot_mapping, layout)?;
         let seqs: Vec<AttnSeq<'_>> = batch
             .seqs
             .iter()
             .map(|s| AttnSeq { query_start: s.query_start, query_len: s.query_len, context_len: s.context_len, block_table: &s.block_table })
             .collect();
         let mut attn = vec![0.0; t * wq];
-        paged_attention(&q, &kv.k, &kv.v, &seqs, nh, layout, 1.0 / (d as f32).sqrt(), &mut attn);
+        kv.attend(&q, &seqs, nh, layout, 1.0 / (d as f32).sqrt(), &mut attn)?;
         self.o_proj.forward(&attn, t)
     }
 }

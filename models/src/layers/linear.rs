@@ -1,16 +1,21 @@
-//! `Linear`: `y = x Wᵀ + b` for row-major activations; fused projections load several HF weights
-//! as one matrix (q|k|v, gate|up) so a step runs one matmul instead of three.
+//! `Linear`: `y = x Wᵀ + b` for row-major activations. Dense f32 weights (candle matmul) or int4
+//! weights that stay packed ([`QuantLinear`], AWQ/GPTQ), picked per projection at load time, so
+//! layers never know which. Fused projections load several HF weights as one matrix (q|k|v,
+//! gate|up): dense ones are concatenated, int4 ones are concatenated in packed form, and parts
+//! that cannot be merged (mixed dense/int4, act-order parts with different input permutations)
+//! run as separate matmuls whose outputs are placed side by side.
 
+use super::quant::QuantLinear;
 use super::tensor::{fetch, fetch_vec, with_f32};
 use super::LoadOptions;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
 use candle_core::{Device, Tensor};
 
 /// Whether a projection has a bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bias {
-    /// No bias; a bias present in the checkpoint is an error only if non-zero... never read.
+    /// No bias; a bias present in the checkpoint is never read.
     No,
     /// The checkpoint must hold `<prefix>.bias`.
     Yes,
@@ -18,10 +23,18 @@ pub enum Bias {
     IfPresent,
 }
 
-/// A dense projection from `in_dim` to `out_dim` features.
-pub struct Linear {
+enum Kind {
     /// `[out_dim, in_dim]` f32.
-    weight: Tensor,
+    Dense(Tensor),
+    /// Packed int4.
+    Int4(QuantLinear),
+    /// Parts along the output dimension, each without bias, run one after another.
+    Split(Vec<Linear>),
+}
+
+/// A projection from `in_dim` to `out_dim` features.
+pub struct Linear {
+    kind: Kind,
     /// `[out_dim]`.
     bias: Option<Vec<f32>>,
     in_dim: usize,
@@ -29,41 +42,94 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Loads `<prefix>.weight` (`[out_dim, in_dim]`) and its bias.
-    pub fn load(src: &dyn WeightSource, prefix: &str, in_dim: usize, out_dim: usize, bias: Bias, opts: &LoadOptions) -> Result<Self> {
+    /// Loads `<prefix>.weight` (`[out_dim, in_dim]`), or its int4 tensors when `opts.quant` is
+    /// set and the checkpoint has `<prefix>.qweight`, and its bias.
+    pub fn load(
+        src: &dyn WeightSource,
+        prefix: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: Bias,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
         Self::load_fused(src, &[(prefix, out_dim)], in_dim, bias, opts)
     }
 
     /// Loads several projections of the same input as one, stacking their output rows in order.
     /// `parts` lists `(prefix, out_dim)`.
-    pub fn load_fused(src: &dyn WeightSource, parts: &[(&str, usize)], in_dim: usize, bias: Bias, opts: &LoadOptions) -> Result<Self> {
-        let mut weights = Vec::with_capacity(parts.len());
-        let mut biases: Vec<f32> = Vec::new();
-        let mut any_bias = false;
-        for &(prefix, out) in parts {
-            weights.push(fetch(src, &format!("{prefix}.weight"), &[out, in_dim], opts)?);
-            let bname = format!("{prefix}.bias");
-            let want = match bias {
-                Bias::No => false,
-                Bias::Yes => true,
-                Bias::IfPresent => src.contains(&bname),
-            };
-            if want {
-                biases.extend(fetch_vec(src, &bname, &[out], opts)?);
-                any_bias = true;
-            } else {
-                biases.extend(std::iter::repeat_n(0.0, out));
-            }
-        }
-        let weight = if weights.len() == 1 { weights.pop().expect("one part") } else { Tensor::cat(&weights, 0)? };
+    pub fn load_fused(
+        src: &dyn WeightSource,
+        parts: &[(&str, usize)],
+        in_dim: usize,
+        bias: Bias,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
         let out_dim = parts.iter().map(|p| p.1).sum();
-        Ok(Linear { weight, bias: any_bias.then_some(biases), in_dim, out_dim })
+        let bias = load_bias(src, parts, bias, opts)?;
+        let quantized: Vec<bool> = parts
+            .iter()
+            .map(|&(p, _)| is_quantized(src, p, opts))
+            .collect::<Result<_>>()?;
+        let kind = if quantized.iter().all(|&q| !q) {
+            let mut weights = Vec::with_capacity(parts.len());
+            for &(prefix, out) in parts {
+                weights.push(fetch(
+                    src,
+                    &format!("{prefix}.weight"),
+                    &[out, in_dim],
+                    opts,
+                )?);
+            }
+            Kind::Dense(if weights.len() == 1 {
+                weights.remove(0)
+            } else {
+                Tensor::cat(&weights, 0)?
+            })
+        } else if let (true, Some(q)) = (quantized.iter().all(|&q| q), &opts.quant) {
+            let loaded = parts
+                .iter()
+                .map(|&(p, out)| QuantLinear::load(src, p, in_dim, out, q))
+                .collect::<Result<Vec<_>>>()?;
+            let mut fused = QuantLinear::fuse(loaded)?;
+            if fused.len() == 1 {
+                Kind::Int4(fused.remove(0))
+            } else {
+                Kind::Split(
+                    fused
+                        .into_iter()
+                        .map(|q| Linear {
+                            in_dim,
+                            out_dim: q.out_dim(),
+                            kind: Kind::Int4(q),
+                            bias: None,
+                        })
+                        .collect(),
+                )
+            }
+        } else {
+            let each = parts
+                .iter()
+                .map(|&p| Self::load_fused(src, &[p], in_dim, Bias::No, opts))
+                .collect::<Result<Vec<_>>>()?;
+            Kind::Split(each)
+        };
+        Ok(Linear {
+            kind,
+            bias,
+            in_dim,
+            out_dim,
+        })
     }
 
     /// Wraps an existing `[out_dim, in_dim]` f32 matrix (e.g. tied embeddings as the LM head).
     pub fn from_weight(weight: Tensor) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
-        Ok(Linear { weight, bias: None, in_dim, out_dim })
+        Ok(Linear {
+            kind: Kind::Dense(weight),
+            bias: None,
+            in_dim,
+            out_dim,
+        })
     }
 
     /// Output features.
@@ -71,12 +137,47 @@ impl Linear {
         self.out_dim
     }
 
+    /// Whether any part of the weight is stored as int4.
+    pub fn is_quantized(&self) -> bool {
+        match &self.kind {
+            Kind::Dense(_) => false,
+            Kind::Int4(_) => true,
+            Kind::Split(parts) => parts.iter().any(Linear::is_quantized),
+        }
+    }
+
     /// `y[r] = x[r] Wᵀ + b` for each of the `rows` rows. Shapes: `x` `[rows, in]` → `[rows, out]`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        debug_assert_eq!(x.len(), rows * self.in_dim);
-        let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-        let y = xt.matmul(&self.weight.t()?)?;
-        let mut y = with_f32(&y.contiguous()?, |s| s.to_vec())?;
+        if x.len() != rows * self.in_dim {
+            return Err(ModelError::Config(format!(
+                "linear: input has {} values, expected {rows} x {}",
+                x.len(),
+                self.in_dim
+            )));
+        }
+        let mut y = match &self.kind {
+            Kind::Dense(w) => {
+                let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
+                let y = xt.matmul(&w.t()?)?;
+                with_f32(&y.contiguous()?, |s| s.to_vec())?
+            }
+            Kind::Int4(q) => q.forward(x, rows)?,
+            Kind::Split(parts) => {
+                let mut y = vec![0.0f32; rows * self.out_dim];
+                let mut col = 0;
+                for p in parts {
+                    let yp = p.forward(x, rows)?;
+                    for (dst, src) in y
+                        .chunks_exact_mut(self.out_dim)
+                        .zip(yp.chunks_exact(p.out_dim))
+                    {
+                        dst[col..col + p.out_dim].copy_from_slice(src);
+                    }
+                    col += p.out_dim;
+                }
+                y
+            }
+        };
         if let Some(b) = &self.bias {
             for row in y.chunks_mut(self.out_dim) {
                 for (v, bb) in row.iter_mut().zip(b) {
@@ -86,4 +187,44 @@ impl Linear {
         }
         Ok(y)
     }
+}
+
+/// Whether `<prefix>` is loaded as int4: a quantization config is set, the module is not in
+/// `modules_to_not_convert`, and the checkpoint has `<prefix>.qweight`. A packed weight without
+/// a config (and without a dense `.weight`) is an error rather than a missing tensor.
+fn is_quantized(src: &dyn WeightSource, prefix: &str, opts: &LoadOptions) -> Result<bool> {
+    let packed = src.contains(&format!("{prefix}.qweight"));
+    match &opts.quant {
+        Some(q) => Ok(packed && !q.skips(prefix)),
+        None if packed && !src.contains(&format!("{prefix}.weight")) => Err(ModelError::Config(format!(
+            "{prefix} is stored quantized (qweight) but no quantization config was resolved for the model"
+        ))),
+        None => Ok(false),
+    }
+}
+
+/// The concatenated bias of `parts` (zeros for parts without one), or `None` if none has one.
+fn load_bias(
+    src: &dyn WeightSource,
+    parts: &[(&str, usize)],
+    bias: Bias,
+    opts: &LoadOptions,
+) -> Result<Option<Vec<f32>>> {
+    let mut biases: Vec<f32> = Vec::new();
+    let mut any_bias = false;
+    for &(prefix, out) in parts {
+        let bname = format!("{prefix}.bias");
+        let want = match bias {
+            Bias::No => false,
+            Bias::Yes => true,
+            Bias::IfPresent => src.contains(&bname),
+        };
+        if want {
+            biases.extend(fetch_vec(src, &bname, &[out], opts)?);
+            any_bias = true;
+        } else {
+            biases.extend(std::iter::repeat_n(0.0, out));
+        }
+    }
+    Ok(any_bias.then_some(biases))
 }

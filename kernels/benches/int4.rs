@@ -1,0 +1,167 @@
+//! Int4 matmul benchmarks at Qwen2.5-0.5B shapes (hidden 896, intermediate 4864, q|k|v 1152,
+//! group 128): GEMV effective bandwidth (packed bytes read per second: nibbles + f16 scales +
+//! u8 zeros) against this machine's read bandwidth measured in the same run, and GEMM GFLOP/s.
+//!
+//! Each GEMV call uses the next of several weight copies totalling > 64 MB, so the weights come
+//! from DRAM, not from the 8 MiB L3. Run: `cargo bench -p candela-kernels --bench int4`
+//! (`-- summary` for the plain-text summary only).
+
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+use candela_kernels::{Int4Impl, Int4Weights};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rayon::prelude::*;
+use std::time::{Duration, Instant};
+
+const SHAPES: [(usize, usize); 3] = [(896, 4864), (4864, 896), (896, 1152)];
+const GROUP: usize = 128;
+
+fn weights(k: usize, n: usize, seed: u32) -> Int4Weights {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    let mut rng = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    let groups = k.div_ceil(GROUP);
+    let q = (0..n * k / 8).map(|_| rng()).collect();
+    let s = (0..n * groups)
+        .map(|_| half::f16::from_f32(0.01).to_bits())
+        .collect();
+    let z = (0..n * groups).map(|_| (rng() % 16) as u8).collect();
+    Int4Weights::new(k, n, GROUP, q, s, z).expect("valid shapes")
+}
+
+/// Enough copies of a `[n, k]` matrix to exceed 64 MB.
+fn copies(k: usize, n: usize) -> Vec<Int4Weights> {
+    let one = weights(k, n, 1).packed_bytes();
+    (0..(64usize << 20).div_ceil(one).max(2))
+        .map(|i| weights(k, n, i as u32 + 1))
+        .collect()
+}
+
+/// Read bandwidth (bytes/s) of one pass over `buf` with the rayon pool.
+fn read_bandwidth_once(buf: &[u64]) -> f64 {
+    let t = Instant::now();
+    let s: u64 = buf
+        .par_chunks(1 << 16)
+        .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
+        .sum();
+    std::hint::black_box(s);
+    (buf.len() * 8) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Mean seconds per multiply over at least `min_time`, cycling through the copies.
+fn time_per_call(ws: &[Int4Weights], rows: usize, imp: Int4Impl, min_time: Duration) -> f64 {
+    let (k, n) = (ws[0].k(), ws[0].n());
+    let x: Vec<f32> = (0..rows * k).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
+    let mut out = vec![0.0; rows * n];
+    let (mut calls, t) = (0usize, Instant::now());
+    while t.elapsed() < min_time || calls < ws.len() {
+        ws[calls % ws.len()]
+            .matmul_with(imp, &x, rows, &mut out)
+            .expect("shapes match");
+        calls += 1;
+    }
+    t.elapsed().as_secs_f64() / calls as f64
+}
+
+fn gemv(c: &mut Criterion) {
+    let mut g = c.benchmark_group("int4_gemv");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    for (k, n) in SHAPES {
+        let ws = copies(k, n);
+        let x: Vec<f32> = (0..8 * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        for rows in [1, 4, 8] {
+            g.throughput(Throughput::Bytes(ws[0].packed_bytes() as u64));
+            let mut out = vec![0.0; rows * n];
+            let mut i = 0;
+            g.bench_with_input(
+                BenchmarkId::new(format!("k{k}_n{n}"), rows),
+                &rows,
+                |b, &rows| {
+                    b.iter(|| {
+                        i += 1;
+                        ws[i % ws.len()]
+                            .matmul(&x[..rows * k], rows, &mut out)
+                            .expect("shapes match");
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+fn gemm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("int4_gemm");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    for (k, n) in SHAPES {
+        let w = weights(k, n, 7);
+        for rows in [33, 128] {
+            let x: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 * 0.1).collect();
+            let mut out = vec![0.0; rows * n];
+            g.throughput(Throughput::Elements((2 * rows * k * n) as u64));
+            g.bench_with_input(
+                BenchmarkId::new(format!("k{k}_n{n}_flop"), rows),
+                &rows,
+                |b, &rows| b.iter(|| w.matmul(&x, rows, &mut out).expect("shapes match")),
+            );
+        }
+    }
+    g.finish();
+}
+
+/// Plain-text summary: GEMV effective bandwidth as a percentage of the read bandwidth. The
+/// machine is shared, so bandwidth (one pass over 1 GiB) and kernel (0.3 s) are measured
+/// alternately, 7 rounds per case, and the best of each so far is reported (the perf doc's
+/// "best-of in quiet windows").
+fn summary(_: &mut Criterion) {
+    // 1 GiB, like `measure_read_bandwidth` in the server crate.
+    let buf: Vec<u64> = (0..(1u64 << 30) / 8).collect();
+    let mut bw = 0.0f64;
+    for (k, n) in SHAPES {
+        let ws = copies(k, n);
+        let bytes = ws[0].packed_bytes() as f64;
+        for imp in [Int4Impl::Portable, Int4Impl::best()] {
+            for rows in [1, 8] {
+                let mut t = f64::INFINITY;
+                for _ in 0..7 {
+                    bw = bw.max(read_bandwidth_once(&buf));
+                    t = t.min(time_per_call(&ws, rows, imp, Duration::from_millis(300)));
+                }
+                println!(
+                    "gemv {imp:?} k={k} n={n} rows={rows}: {:.1} us, {:.1} GB/s packed = {:.0} % of {:.1} GB/s read bandwidth",
+                    t * 1e6,
+                    bytes / t / 1e9,
+                    100.0 * bytes / t / bw,
+                    bw / 1e9
+                );
+            }
+        }
+        for rows in [33, 128] {
+            let t = (0..3)
+                .map(|_| {
+                    time_per_call(&ws[..1], rows, Int4Impl::best(), Duration::from_millis(500))
+                })
+                .fold(f64::INFINITY, f64::min);
+            println!(
+                "gemm k={k} n={n} rows={rows}: {:.2} ms, {:.1} GFLOP/s",
+                t * 1e3,
+                2.0 * (rows * k * n) as f64 / t / 1e9
+            );
+        }
+    }
+    println!(
+        "read bandwidth ({} threads), best of all rounds: {:.1} GB/s",
+        rayon::current_num_threads(),
+        bw / 1e9
+    );
+}
+
+criterion_group!(benches, summary, gemv, gemm);
+criterion_main!(benches);

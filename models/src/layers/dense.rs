@@ -1,0 +1,123 @@
+//! `DenseMatrix`: a `[n, k]` weight kept in its stored precision (f32, bf16 or f16) and multiplied
+//! by f32 activations through `candela_kernels::dense`. Shared (`Arc`) so a tied LM head and the
+//! embedding use one copy.
+
+use super::{LoadOptions, WeightDType};
+use crate::error::{ModelError, Result};
+use crate::weights::WeightSource;
+use candela_kernels::dense::{matmul, DenseWeight};
+use candle_core::DType;
+use half::{bf16, f16};
+use std::sync::Arc;
+
+/// Owned weight storage.
+#[derive(Debug)]
+pub enum DenseStore {
+    /// f32 values.
+    F32(Vec<f32>),
+    /// bfloat16 values.
+    BF16(Vec<bf16>),
+    /// float16 values.
+    F16(Vec<f16>),
+}
+
+/// A row-major `[n, k]` matrix (`n` output features, `k` input features).
+#[derive(Debug, Clone)]
+pub struct DenseMatrix {
+    store: Arc<DenseStore>,
+    n: usize,
+    k: usize,
+}
+
+impl DenseMatrix {
+    /// Loads `name`, checking it is `[n, k]`, stored per `opts.dtype`: `Auto` keeps the
+    /// checkpoint's precision (bf16/f16/f32; anything else becomes f32), the others round to theirs.
+    pub fn load(src: &dyn WeightSource, name: &str, n: usize, k: usize, opts: &LoadOptions) -> Result<Self> {
+        let t = src.get(name)?;
+        if t.dims() != [n, k] {
+            return Err(ModelError::ShapeMismatch { name: name.into(), expected: vec![n, k], got: t.dims().to_vec() });
+        }
+        let target = match (opts.dtype, t.dtype()) {
+            (WeightDType::Auto, d @ (DType::BF16 | DType::F16 | DType::F32)) => d,
+            (WeightDType::Auto, _) | (WeightDType::F32, _) => DType::F32,
+            (WeightDType::BF16, _) => DType::BF16,
+            (WeightDType::F16, _) => DType::F16,
+        };
+        let flat = t.to_dtype(target)?.flatten_all()?;
+        let store = match target {
+            DType::BF16 => DenseStore::BF16(flat.to_vec1::<bf16>()?),
+            DType::F16 => DenseStore::F16(flat.to_vec1::<f16>()?),
+            _ => DenseStore::F32(flat.to_vec1::<f32>()?),
+        };
+        Ok(DenseMatrix { store: Arc::new(store), n, k })
+    }
+
+    /// Stacks matrices with the same `k` along `n` (fused q|k|v or gate|up), in the first one's
+    /// precision.
+    pub fn stack(parts: Vec<DenseMatrix>) -> Result<Self> {
+        let k = parts.first().map(|p| p.k).ok_or_else(|| ModelError::Config("nothing to stack".into()))?;
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        let n = parts.iter().map(|p| p.n).sum();
+        let store = match &*parts[0].store {
+            DenseStore::F32(_) => DenseStore::F32(parts.iter().flat_map(|p| p.to_f32()).collect()),
+            DenseStore::BF16(_) => DenseStore::BF16(parts.iter().flat_map(|p| p.to_f32()).map(bf16::from_f32).collect()),
+            DenseStore::F16(_) => DenseStore::F16(parts.iter().flat_map(|p| p.to_f32()).map(f16::from_f32).collect()),
+        };
+        Ok(DenseMatrix { store: Arc::new(store), n, k })
+    }
+
+    /// Output features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        match &*self.store {
+            DenseStore::F32(v) => v.len() * 4,
+            DenseStore::BF16(v) => v.len() * 2,
+            DenseStore::F16(v) => v.len() * 2,
+        }
+    }
+
+    fn weight(&self) -> DenseWeight<'_> {
+        match &*self.store {
+            DenseStore::F32(v) => DenseWeight::F32(v),
+            DenseStore::BF16(v) => DenseWeight::BF16(v),
+            DenseStore::F16(v) => DenseWeight::F16(v),
+        }
+    }
+
+    /// All values widened to f32 (tests, stacking).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match &*self.store {
+            DenseStore::F32(v) => v.clone(),
+            DenseStore::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            DenseStore::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+
+    /// Row `i` widened into `out` (`[k]`): an embedding lookup.
+    pub fn row_into(&self, i: usize, out: &mut [f32]) {
+        let r = i * self.k..(i + 1) * self.k;
+        match &*self.store {
+            DenseStore::F32(v) => out.copy_from_slice(&v[r]),
+            DenseStore::BF16(v) => v[r].iter().zip(out).for_each(|(a, o)| *o = a.to_f32()),
+            DenseStore::F16(v) => v[r].iter().zip(out).for_each(|(a, o)| *o = a.to_f32()),
+        }
+    }
+
+    /// `x Wᵀ`: `[rows, k]` → `[rows, n]`.
+    pub fn matmul(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0; rows * self.n];
+        matmul(x, rows, self.weight(), self.n, self.k, &mut out);
+        out
+    }
+}

@@ -72,7 +72,9 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         None => mcfg.max_position_embeddings,
     };
     let started = std::time::Instant::now();
-    let quant = QuantConfig::resolve(&mcfg, model_dir.as_deref(), None)?;
+    let requested = cfg.quantization.as_deref().filter(|q| !q.eq_ignore_ascii_case("none")).map(str::parse).transpose()?;
+    let quant = QuantConfig::resolve(&mcfg, model_dir.as_deref(), requested)?;
+    let kv_dtype: KvCacheDType = cfg.kv_cache_dtype.parse()?;
     let model = load_model(&mcfg, weights.as_ref(), &LoadOptions::new(cfg.dtype).with_quant(quant))?;
     drop(weights);
     tracing::info!(
@@ -110,7 +112,7 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         n_kv_heads: mcfg.num_key_value_heads,
         head_dim: mcfg.head_dim,
     };
-    let bytes_per_block = KvCache::bytes_per_block(mcfg.num_hidden_layers, layout, KvCacheDType::Auto) as u64;
+    let bytes_per_block = KvCache::bytes_per_block(mcfg.num_hidden_layers, layout, kv_dtype) as u64;
     let num_blocks = (cfg.kv_cache_memory_bytes / bytes_per_block) as usize;
     let max_tokens = num_blocks * layout.block_size;
     if max_tokens < max_model_len {
@@ -119,7 +121,8 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         )));
     }
     tracing::info!(
-        "KV cache: {num_blocks} blocks of {} tokens = {max_tokens} tokens, {:.2} GiB ({} bytes per block)",
+        "KV cache ({}): {num_blocks} blocks of {} tokens = {max_tokens} tokens, {:.2} GiB ({} bytes per block)",
+        cfg.kv_cache_dtype,
         layout.block_size,
         (num_blocks as u64 * bytes_per_block) as f64 / (1u64 << 30) as f64,
         bytes_per_block
@@ -128,7 +131,7 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         "Maximum concurrency for {max_model_len} tokens per request: {:.2}x",
         max_tokens as f64 / max_model_len as f64
     );
-    let kv = KvCache::new(mcfg.num_hidden_layers, num_blocks, layout, KvCacheDType::Auto);
+    let kv = KvCache::new(mcfg.num_hidden_layers, num_blocks, layout, kv_dtype);
     let max_num_batched_tokens =
         cfg.max_num_batched_tokens
             .unwrap_or(if cfg.enable_chunked_prefill {

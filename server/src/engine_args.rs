@@ -156,6 +156,12 @@ pub struct EngineArgs {
     /// Hub revision (branch, tag or commit).
     #[arg(long)]
     pub revision: Option<String>,
+    /// Weight quantization method (default: from the checkpoint's quantization_config).
+    #[arg(long, short = 'q')]
+    pub quantization: Option<String>,
+    /// KV cache precision: auto (f32 on CPU), fp8 (= fp8_e4m3) or fp8_e5m2.
+    #[arg(long, default_value = "auto")]
+    pub kv_cache_dtype: String,
 }
 
 impl EngineArgs {
@@ -183,6 +189,8 @@ impl EngineArgs {
         cfg.enable_chunked_prefill = !self.no_enable_chunked_prefill;
         cfg.generation_config = generation_config(&self.generation_config);
         cfg.seed = self.seed;
+        cfg.quantization = self.quantization.clone();
+        cfg.kv_cache_dtype = self.kv_cache_dtype.clone();
         cfg.hub = hub_options(env, self.revision.clone(), self.download_dir.clone());
         cfg.host_ip = env_var(env, "VLLM_HOST_IP").map(str::to_string);
         Ok(cfg)

@@ -58,7 +58,8 @@ impl Decoder {
         }
         pb.finish_and_clear();
         let norm = RmsNorm::load(src, "model.norm.weight", h, cfg.rms_norm_eps, opts)?;
-        let lm_head = if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
+        let has_head = src.contains("lm_head.weight") || src.contains("lm_head.qweight");
+        let lm_head = if cfg.tie_word_embeddings || !has_head {
             if !cfg.tie_word_embeddings {
                 return Err(ModelError::MissingTensor("lm_head.weight".into()));
             }

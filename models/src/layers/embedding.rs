@@ -1,14 +1,13 @@
 //! Token embedding lookup (and its matrix, shared with the LM head when tied).
 
-use super::tensor::{fetch, with_f32};
+use super::dense::DenseMatrix;
 use super::LoadOptions;
 use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
-use candle_core::Tensor;
 
 /// `[vocab, hidden]` embedding table.
 pub struct Embedding {
-    table: Tensor,
+    table: DenseMatrix,
     hidden: usize,
     vocab: usize,
 }
@@ -16,11 +15,11 @@ pub struct Embedding {
 impl Embedding {
     /// Loads `<name>` of shape `[vocab, hidden]`.
     pub fn load(src: &dyn WeightSource, name: &str, vocab: usize, hidden: usize, opts: &LoadOptions) -> Result<Self> {
-        Ok(Embedding { table: fetch(src, name, &[vocab, hidden], opts)?, hidden, vocab })
+        Ok(Embedding { table: DenseMatrix::load(src, name, vocab, hidden, opts)?, hidden, vocab })
     }
 
     /// The table, for a tied LM head.
-    pub fn table(&self) -> &Tensor {
+    pub fn table(&self) -> &DenseMatrix {
         &self.table
     }
 
@@ -29,12 +28,10 @@ impl Embedding {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.vocab) {
             return Err(ModelError::Config(format!("token id {bad} is out of range for vocab size {}", self.vocab)));
         }
-        with_f32(&self.table, |t| {
-            let mut out = Vec::with_capacity(ids.len() * self.hidden);
-            for &i in ids {
-                out.extend_from_slice(&t[i as usize * self.hidden..][..self.hidden]);
-            }
-            out
-        })
+        let mut out = vec![0.0; ids.len() * self.hidden];
+        for (&i, row) in ids.iter().zip(out.chunks_mut(self.hidden)) {
+            self.table.row_into(i as usize, row);
+        }
+        Ok(out)
     }
 }

@@ -1,4 +1,5 @@
-//! `Linear`: `y = x Wᵀ + b` for row-major activations. Dense f32 weights (candle matmul) or int4
+//! `Linear`: `y = x Wᵀ + b` for row-major activations. Dense weights in their stored precision
+//! ([`DenseMatrix`]: f32/bf16/f16, widened in registers) or int4
 //! weights that stay packed ([`QuantLinear`], AWQ/GPTQ), picked per projection at load time, so
 //! layers never know which. Fused projections load several HF weights as one matrix (q|k|v,
 //! gate|up): dense ones are concatenated, int4 ones are concatenated in packed form, and parts
@@ -6,11 +7,11 @@
 //! run as separate matmuls whose outputs are placed side by side.
 
 use super::quant::QuantLinear;
-use super::tensor::{fetch, fetch_vec, with_f32};
+use super::dense::DenseMatrix;
+use super::tensor::fetch_vec;
 use super::LoadOptions;
 use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
-use candle_core::{Device, Tensor};
 
 /// Whether a projection has a bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +25,8 @@ pub enum Bias {
 }
 
 enum Kind {
-    /// `[out_dim, in_dim]` f32.
-    Dense(Tensor),
+    /// `[out_dim, in_dim]` in the stored precision.
+    Dense(DenseMatrix),
     /// Packed int4.
     Int4(QuantLinear),
     /// Parts along the output dimension, each without bias, run one after another.
@@ -73,18 +74,9 @@ impl Linear {
         let kind = if quantized.iter().all(|&q| !q) {
             let mut weights = Vec::with_capacity(parts.len());
             for &(prefix, out) in parts {
-                weights.push(fetch(
-                    src,
-                    &format!("{prefix}.weight"),
-                    &[out, in_dim],
-                    opts,
-                )?);
+                weights.push(DenseMatrix::load(src, &format!("{prefix}.weight"), out, in_dim, opts)?);
             }
-            Kind::Dense(if weights.len() == 1 {
-                weights.remove(0)
-            } else {
-                Tensor::cat(&weights, 0)?
-            })
+            Kind::Dense(DenseMatrix::stack(weights)?)
         } else if let (true, Some(q)) = (quantized.iter().all(|&q| q), &opts.quant) {
             let loaded = parts
                 .iter()
@@ -121,9 +113,9 @@ impl Linear {
         })
     }
 
-    /// Wraps an existing `[out_dim, in_dim]` f32 matrix (e.g. tied embeddings as the LM head).
-    pub fn from_weight(weight: Tensor) -> Result<Self> {
-        let (out_dim, in_dim) = weight.dims2()?;
+    /// Wraps an existing `[out_dim, in_dim]` matrix (e.g. tied embeddings as the LM head).
+    pub fn from_weight(weight: DenseMatrix) -> Result<Self> {
+        let (out_dim, in_dim) = (weight.n(), weight.k());
         Ok(Linear {
             kind: Kind::Dense(weight),
             bias: None,
@@ -156,11 +148,7 @@ impl Linear {
             )));
         }
         let mut y = match &self.kind {
-            Kind::Dense(w) => {
-                let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-                let y = xt.matmul(&w.t()?)?;
-                with_f32(&y.contiguous()?, |s| s.to_vec())?
-            }
+            Kind::Dense(w) => w.matmul(x, rows),
             Kind::Int4(q) => q.forward(x, rows)?,
             Kind::Split(parts) => {
                 let mut y = vec![0.0f32; rows * self.out_dim];

@@ -36,6 +36,8 @@ pub struct ModelInfo {
     pub block_size: usize,
     /// Sampling defaults requests start from.
     pub default_params: SamplingParams,
+    /// Bytes of weights one decode step reads.
+    pub weight_bytes_per_token: usize,
 }
 
 /// A loaded engine, not yet running.

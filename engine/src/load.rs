@@ -149,6 +149,7 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         enable_chunked_prefill: cfg.enable_chunked_prefill,
     });
     let tokenizer = Arc::new(tokenizer);
+    let weight_bytes_per_token = model.weight_bytes_per_token();
     let core = EngineCore::new(
         scheduler,
         ModelRunner::new(model, kv),
@@ -163,6 +164,7 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         num_blocks,
         block_size: layout.block_size,
         default_params,
+        weight_bytes_per_token,
     };
     Ok(Loaded {
         core,

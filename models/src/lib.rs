@@ -24,6 +24,9 @@ pub use weights::WeightSource;
 pub trait CausalLm: Send + Sync {
     /// The config the model was built from.
     fn config(&self) -> &ModelConfig;
+    /// Bytes of weights one decode step reads (all projections, norms and the LM head; the
+    /// embedding lookup reads one row): the numerator of the memory-bandwidth roofline.
+    fn weight_bytes_per_token(&self) -> usize;
     /// Runs one step: writes the batch's K/V into `kv` and returns the next-token logits of
     /// `batch.logits_rows`, row-major `[logits_rows.len(), vocab_size]` f32.
     fn forward(&self, batch: &ForwardBatch, kv: &mut KvCache) -> Result<Vec<f32>>;

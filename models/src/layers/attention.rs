@@ -29,6 +29,11 @@ impl Attention {
         Ok(Attention { qkv, o_proj, n_heads: nh, n_kv_heads: nkv, head_dim: d })
     }
 
+    /// Bytes of weights one forward pass reads.
+    pub fn bytes(&self) -> usize {
+        self.qkv.bytes() + self.o_proj.bytes()
+    }
+
     /// `x` `[T, hidden]` (normalised) → attention output `[T, hidden]`; writes this step's K/V
     /// into `kv` at the batch's slots first, so each token also sees itself.
     pub fn forward(&self, x: &[f32], batch: &ForwardBatch, rope: &CosSin, kv: &mut LayerKv, layout: KvLayout) -> Result<Vec<f32>> {

@@ -76,6 +76,12 @@ impl CausalLm for Decoder {
         &self.cfg
     }
 
+    fn weight_bytes_per_token(&self) -> usize {
+        let norms = (2 * self.layers.len() + 1) * self.cfg.hidden_size * 4;
+        let layers: usize = self.layers.iter().map(|l| l.attn.bytes() + l.mlp.bytes()).sum();
+        layers + norms + self.lm_head.bytes()
+    }
+
     fn forward(&self, batch: &ForwardBatch, kv: &mut KvCache) -> Result<Vec<f32>> {
         let t = batch.num_tokens();
         if kv.layers.len() != self.layers.len() {

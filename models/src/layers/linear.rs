@@ -129,6 +129,16 @@ impl Linear {
         self.out_dim
     }
 
+    /// Bytes of weights (and bias) one forward pass reads.
+    pub fn bytes(&self) -> usize {
+        let w = match &self.kind {
+            Kind::Dense(m) => m.bytes(),
+            Kind::Int4(q) => q.packed_bytes(),
+            Kind::Split(parts) => parts.iter().map(Linear::bytes).sum(),
+        };
+        w + self.bias.as_ref().map_or(0, |b| b.len() * 4)
+    }
+
     /// Whether any part of the weight is stored as int4.
     pub fn is_quantized(&self) -> bool {
         match &self.kind {

@@ -27,6 +27,11 @@ impl GatedMlp {
         Ok(GatedMlp { gate_up, down, inter: i })
     }
 
+    /// Bytes of weights one forward pass reads.
+    pub fn bytes(&self) -> usize {
+        self.gate_up.bytes() + self.down.bytes()
+    }
+
     /// `[rows, hidden]` → `[rows, hidden]`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let gu = self.gate_up.forward(x, rows)?;

@@ -10,11 +10,11 @@ use crate::sampling::{GenerationDefaults, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::tokenizer::Tokenizer;
 use candela_kernels::KvLayout;
+use candela_models::kv_cache::KvCacheDType;
+use candela_models::layers::QuantConfig;
 use candela_models::loader::source::{resolve, ModelSource};
 use candela_models::loader::{GgufWeights, SafetensorsWeights};
 use candela_models::registry::load_model;
-use candela_models::kv_cache::KvCacheDType;
-use candela_models::layers::QuantConfig;
 use candela_models::{KvCache, LoadOptions, ModelConfig, WeightSource};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,10 +72,19 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         None => mcfg.max_position_embeddings,
     };
     let started = std::time::Instant::now();
-    let requested = cfg.quantization.as_deref().filter(|q| !q.eq_ignore_ascii_case("none")).map(str::parse).transpose()?;
+    let requested = cfg
+        .quantization
+        .as_deref()
+        .filter(|q| !q.eq_ignore_ascii_case("none"))
+        .map(str::parse)
+        .transpose()?;
     let quant = QuantConfig::resolve(&mcfg, model_dir.as_deref(), requested)?;
     let kv_dtype: KvCacheDType = cfg.kv_cache_dtype.parse()?;
-    let model = load_model(&mcfg, weights.as_ref(), &LoadOptions::new(cfg.dtype).with_quant(quant))?;
+    let model = load_model(
+        &mcfg,
+        weights.as_ref(),
+        &LoadOptions::new(cfg.dtype).with_quant(quant),
+    )?;
     drop(weights);
     tracing::info!(
         "loaded {} ({}) in {:.1}s",

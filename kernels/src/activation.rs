@@ -9,7 +9,11 @@ pub fn silu_mul(gate_up: &[f32], rows: usize, out: &mut [f32]) {
     if rows == 0 {
         return;
     }
-    assert_eq!(gate_up.len(), 2 * out.len(), "silu_mul: out must be half of gate_up");
+    assert_eq!(
+        gate_up.len(),
+        2 * out.len(),
+        "silu_mul: out must be half of gate_up"
+    );
     let inter = out.len() / rows;
     out.par_chunks_mut(inter)
         .zip(gate_up.par_chunks(2 * inter))
@@ -31,7 +35,12 @@ mod tests {
         let mut out = [0.0f32; 4];
         silu_mul(&gu, 2, &mut out);
         let silu = |x: f32| x / (1.0 + (-x).exp());
-        let want = [silu(0.0) * 2.0, silu(1.0) * 3.0, silu(-1.0) * 7.0, silu(5.0) * 11.0];
+        let want = [
+            silu(0.0) * 2.0,
+            silu(1.0) * 3.0,
+            silu(-1.0) * 7.0,
+            silu(5.0) * 11.0,
+        ];
         for (a, b) in out.iter().zip(want) {
             assert!((a - b).abs() < 1e-6);
         }

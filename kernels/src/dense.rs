@@ -41,8 +41,14 @@ impl DenseWeight<'_> {
     fn widen(&self, start: usize, out: &mut [f32]) {
         match self {
             DenseWeight::F32(w) => out.copy_from_slice(&w[start..start + out.len()]),
-            DenseWeight::BF16(w) => w[start..start + out.len()].iter().zip(out).for_each(|(a, o)| *o = a.to_f32()),
-            DenseWeight::F16(w) => half::slice::HalfFloatSliceExt::convert_to_f32_slice(&w[start..start + out.len()], out),
+            DenseWeight::BF16(w) => w[start..start + out.len()]
+                .iter()
+                .zip(out)
+                .for_each(|(a, o)| *o = a.to_f32()),
+            DenseWeight::F16(w) => half::slice::HalfFloatSliceExt::convert_to_f32_slice(
+                &w[start..start + out.len()],
+                out,
+            ),
         }
     }
 }
@@ -178,7 +184,9 @@ mod simd {
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -189,7 +197,9 @@ mod simd {
                 let h = _mm_loadu_si128(w.as_ptr().add(i) as *const __m128i);
                 _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
             }
-            DenseWeight::F16(w) => _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(i) as *const __m128i)),
+            DenseWeight::F16(w) => {
+                _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(i) as *const __m128i))
+            }
         }
     }
 
@@ -203,7 +213,14 @@ mod simd {
 
     /// See `super::dot_rows`; each weight vector is loaded once and used for every row.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_rows(x: &[f32], rows: usize, k: usize, w: DenseWeight<'_>, off: usize, sums: &mut [f32]) {
+    pub unsafe fn dot_rows(
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        w: DenseWeight<'_>,
+        off: usize,
+        sums: &mut [f32],
+    ) {
         let mut acc = [_mm256_setzero_ps(); super::GEMV_BLOCK_ROWS];
         let k8 = k / 8 * 8;
         let xp = x.as_ptr();
@@ -246,21 +263,39 @@ mod tests {
         let wf = data(n * k, 2);
         let wb: Vec<bf16> = wf.iter().map(|&v| bf16::from_f32(v)).collect();
         let wh: Vec<f16> = wf.iter().map(|&v| f16::from_f32(v)).collect();
-        for (kind, w) in [("f32", DenseWeight::F32(&wf)), ("bf16", DenseWeight::BF16(&wb)), ("f16", DenseWeight::F16(&wh))] {
+        for (kind, w) in [
+            ("f32", DenseWeight::F32(&wf)),
+            ("bf16", DenseWeight::BF16(&wb)),
+            ("f16", DenseWeight::F16(&wh)),
+        ] {
             let mut got = vec![0.0; rows * n];
             let mut want = vec![0.0; rows * n];
             matmul(&x, rows, w, n, k, &mut got);
             matmul_ref(&x, rows, w, n, k, &mut want);
             for (a, b) in got.iter().zip(&want) {
                 // Same products, different summation order: error grows like sqrt(k) ulps.
-                assert!((a - b).abs() <= 1e-5 * (k as f32).sqrt() * (1.0 + b.abs()), "{rows}x{n}x{k} {kind}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * (k as f32).sqrt() * (1.0 + b.abs()),
+                    "{rows}x{n}x{k} {kind}: {a} vs {b}"
+                );
             }
         }
     }
 
     #[test]
     fn gemv_and_gemm_paths_match_reference_on_odd_shapes() {
-        for &(rows, n, k) in &[(1, 1, 1), (1, 17, 13), (3, 33, 64), (8, 40, 100), (9, 65, 31), (33, 130, 72), (1, 96, 896), (64, 20, 40), (65, 70, 33), (100, 9, 17)] {
+        for &(rows, n, k) in &[
+            (1, 1, 1),
+            (1, 17, 13),
+            (3, 33, 64),
+            (8, 40, 100),
+            (9, 65, 31),
+            (33, 130, 72),
+            (1, 96, 896),
+            (64, 20, 40),
+            (65, 70, 33),
+            (100, 9, 17),
+        ] {
             check(rows, n, k);
         }
     }

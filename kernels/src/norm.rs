@@ -9,7 +9,11 @@ use rayon::prelude::*;
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let dim = weight.len();
     assert_eq!(x.len(), out.len(), "rms_norm: x and out differ in length");
-    assert_eq!(x.len() % dim, 0, "rms_norm: x is not a whole number of rows");
+    assert_eq!(
+        x.len() % dim,
+        0,
+        "rms_norm: x is not a whole number of rows"
+    );
     out.par_chunks_mut(dim)
         .zip(x.par_chunks(dim))
         .for_each(|(o, row)| rms_norm_row(row, weight, eps, o));

@@ -11,7 +11,11 @@ pub fn apply_rope(x: &mut [f32], cos: &[f32], sin: &[f32], n_heads: usize, head_
     let half = head_dim / 2;
     let row = n_heads * head_dim;
     assert_eq!(x.len() % row, 0, "apply_rope: x is not [T, heads*dim]");
-    assert_eq!(cos.len(), x.len() / row * half, "apply_rope: cos is not [T, dim/2]");
+    assert_eq!(
+        cos.len(),
+        x.len() / row * half,
+        "apply_rope: cos is not [T, dim/2]"
+    );
     x.par_chunks_mut(row)
         .zip(cos.par_chunks(half).zip(sin.par_chunks(half)))
         .for_each(|(tok, (c, s))| {

@@ -35,14 +35,21 @@ pub struct ForwardBatch {
 impl ForwardBatch {
     /// Appends a sequence chunk: `tokens` at positions `start_pos..`, cached in `block_table`.
     /// Returns the batch row of the chunk's last token.
-    pub fn push_seq(&mut self, tokens: &[u32], start_pos: usize, block_table: &[u32], block_size: usize) -> usize {
+    pub fn push_seq(
+        &mut self,
+        tokens: &[u32],
+        start_pos: usize,
+        block_table: &[u32],
+        block_size: usize,
+    ) -> usize {
         let query_start = self.input_ids.len();
         for (i, &t) in tokens.iter().enumerate() {
             let pos = start_pos + i;
             self.input_ids.push(t);
             self.positions.push(pos as u32);
             let blk = block_table[pos / block_size];
-            self.slot_mapping.push(blk * block_size as u32 + (pos % block_size) as u32);
+            self.slot_mapping
+                .push(blk * block_size as u32 + (pos % block_size) as u32);
         }
         self.seqs.push(SeqInput {
             query_start,

@@ -215,13 +215,16 @@ impl ModelConfig {
         if self.num_attention_heads == 0 || self.num_key_value_heads == 0 || self.head_dim == 0 {
             return bad("head counts and head_dim must be positive".into());
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
         }
         if self.hidden_size == 0 || self.vocab_size == 0 || self.num_hidden_layers == 0 {
@@ -241,7 +244,8 @@ fn parse_rope_scaling(v: Option<&serde_json::Value>) -> Result<RopeScaling> {
         .and_then(|t| t.as_str())
         .unwrap_or("default");
     let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
-    let need = |k: &str| f(k).ok_or_else(|| ModelError::Config(format!("rope_scaling.{k} missing")));
+    let need =
+        |k: &str| f(k).ok_or_else(|| ModelError::Config(format!("rope_scaling.{k} missing")));
     match kind {
         "default" => Ok(RopeScaling::None),
         "linear" => Ok(RopeScaling::Linear {

@@ -19,11 +19,18 @@ pub fn supported() -> Vec<&'static str> {
 }
 
 /// Builds the model `cfg.architecture` names from `src`.
-pub fn load_model(cfg: &ModelConfig, src: &dyn WeightSource, opts: &LoadOptions) -> Result<Box<dyn CausalLm>> {
+pub fn load_model(
+    cfg: &ModelConfig,
+    src: &dyn WeightSource,
+    opts: &LoadOptions,
+) -> Result<Box<dyn CausalLm>> {
     let loader = ARCHITECTURES
         .iter()
         .find(|a| a.0 == cfg.architecture)
         .map(|a| a.1)
-        .ok_or_else(|| ModelError::UnsupportedArchitecture { name: cfg.architecture.clone(), supported: supported().join(", ") })?;
+        .ok_or_else(|| ModelError::UnsupportedArchitecture {
+            name: cfg.architecture.clone(),
+            supported: supported().join(", "),
+        })?;
     loader(cfg, src, opts)
 }

@@ -17,10 +17,20 @@ const TOL: f32 = 2e-3;
 fn gguf() -> Option<PathBuf> {
     let p = std::env::var_os("CANDELA_SMOLLM2_GGUF")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/candela/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/candela/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     if !p.exists() {
-        assert!(std::env::var_os("CANDELA_REQUIRE_GGUF").is_none(), "missing {}", p.display());
-        eprintln!("note: {} not found; run scripts/fetch_smollm2.sh", p.display());
+        assert!(
+            std::env::var_os("CANDELA_REQUIRE_GGUF").is_none(),
+            "missing {}",
+            p.display()
+        );
+        eprintln!(
+            "note: {} not found; run scripts/fetch_smollm2.sh",
+            p.display()
+        );
         return None;
     }
     Some(p)
@@ -29,21 +39,50 @@ fn gguf() -> Option<PathBuf> {
 #[test]
 fn smollm2_gguf_matches_hf() {
     let Some(path) = gguf() else { return };
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/smollm2-135m-instruct"));
-    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("reference/golden.safetensors"), &Device::Cpu).unwrap();
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/smollm2-135m-instruct"
+    ));
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("reference/golden.safetensors"), &Device::Cpu)
+            .unwrap();
     let w = GgufWeights::open(&path).unwrap();
     let cfg = w.config().unwrap();
     let model = load_model(&cfg, &w, &LoadOptions::new(WeightDType::BF16)).unwrap();
-    let layout = KvLayout { block_size: 16, n_kv_heads: cfg.num_key_value_heads, head_dim: cfg.head_dim };
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let layout = KvLayout {
+        block_size: 16,
+        n_kv_heads: cfg.num_key_value_heads,
+        head_dim: cfg.head_dim,
+    };
+    let ids = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect::<Vec<_>>()
+    };
     for (ci, case) in golden["cases"].as_array().unwrap().iter().enumerate() {
         let prompt = ids(&case["input_ids"]);
         let greedy = ids(&case["greedy_ids"]);
-        let margins: Vec<f64> = case["greedy_top1_top2_margin"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
-        let want_last = tensors[case["tensors"]["last_prompt_logits"].as_str().unwrap()].to_vec1::<f32>().unwrap();
-        let topk_ids = tensors[case["tensors"]["topk_ids"].as_str().unwrap()].to_dtype(candle_core::DType::I64).unwrap().to_vec2::<i64>().unwrap();
-        let topk_logits = tensors[case["tensors"]["topk_logits"].as_str().unwrap()].to_vec2::<f32>().unwrap();
+        let margins: Vec<f64> = case["greedy_top1_top2_margin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_f64().unwrap())
+            .collect();
+        let want_last = tensors[case["tensors"]["last_prompt_logits"].as_str().unwrap()]
+            .to_vec1::<f32>()
+            .unwrap();
+        let topk_ids = tensors[case["tensors"]["topk_ids"].as_str().unwrap()]
+            .to_dtype(candle_core::DType::I64)
+            .unwrap()
+            .to_vec2::<i64>()
+            .unwrap();
+        let topk_logits = tensors[case["tensors"]["topk_logits"].as_str().unwrap()]
+            .to_vec2::<f32>()
+            .unwrap();
 
         let n_blocks = (prompt.len() + greedy.len()).div_ceil(16) + 1;
         let table: Vec<u32> = (0..n_blocks as u32).collect();
@@ -54,7 +93,11 @@ fn smollm2_gguf_matches_hf() {
         let logits = model.forward(&b, &mut kv).unwrap();
         let rows: Vec<&[f32]> = logits.chunks(cfg.vocab_size).collect();
         let last = rows[prompt.len() - 1];
-        let d = last.iter().zip(&want_last).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let d = last
+            .iter()
+            .zip(&want_last)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(d < TOL, "case {ci}: last prompt logits max |Δ| {d}");
         // Top-16 logits of every prompt row.
         for (r, row) in rows.iter().enumerate() {
@@ -64,13 +107,16 @@ fn smollm2_gguf_matches_hf() {
             }
         }
         // Greedy decode through the cache, compared until the first small-margin step.
-        let mut pos = prompt.len();
         let mut row = last.to_vec();
         for (step, &want) in greedy.iter().enumerate() {
             if margins[step] < 2.0 * TOL as f64 {
                 break;
             }
-            let got = row.iter().enumerate().fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a }).0 as u32;
+            let got = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a })
+                .0 as u32;
             assert_eq!(got, want, "case {ci} greedy step {step}");
             let r = prompt.len() + step;
             for (k, &id) in topk_ids[r - 1].iter().enumerate().take(4) {
@@ -78,10 +124,9 @@ fn smollm2_gguf_matches_hf() {
                 assert!(d < TOL, "case {ci} decode {step} top{k}: |Δ| {d}");
             }
             let mut b = ForwardBatch::default();
-            let l = b.push_seq(&[want], pos, &table, 16);
+            let l = b.push_seq(&[want], prompt.len() + step, &table, 16);
             b.logits_rows = vec![l];
             row = model.forward(&b, &mut kv).unwrap();
-            pos += 1;
         }
     }
 }

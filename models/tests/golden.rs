@@ -15,7 +15,11 @@ use std::path::PathBuf;
 const TOL: f32 = 2e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures"
+    ))
+    .join(name)
 }
 
 struct Case {
@@ -26,22 +30,38 @@ struct Case {
 
 fn cases(name: &str) -> Vec<Case> {
     let dir = fixture(name);
-    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("reference/golden.safetensors"), &Device::Cpu).unwrap();
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("reference/golden.safetensors"), &Device::Cpu)
+            .unwrap();
+    let ids = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect::<Vec<_>>()
+    };
     golden["cases"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| {
             let t: &Tensor = &tensors[c["logits_key"].as_str().unwrap()];
-            Case { input_ids: ids(&c["input_ids"]), greedy_ids: ids(&c["greedy_ids"]), logits: t.to_vec2::<f32>().unwrap() }
+            Case {
+                input_ids: ids(&c["input_ids"]),
+                greedy_ids: ids(&c["greedy_ids"]),
+                logits: t.to_vec2::<f32>().unwrap(),
+            }
         })
         .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn check_fixture(name: &str) {
@@ -49,9 +69,18 @@ fn check_fixture(name: &str) {
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
     let weights = SafetensorsWeights::open(&dir).unwrap();
     let model = load_model(&cfg, &weights, &LoadOptions::new(WeightDType::Auto)).unwrap();
-    let layout = KvLayout { block_size: 4, n_kv_heads: cfg.num_key_value_heads, head_dim: cfg.head_dim };
+    let layout = KvLayout {
+        block_size: 4,
+        n_kv_heads: cfg.num_key_value_heads,
+        head_dim: cfg.head_dim,
+    };
     for (ci, case) in cases(name).iter().enumerate() {
-        let all: Vec<u32> = case.input_ids.iter().chain(&case.greedy_ids).copied().collect();
+        let all: Vec<u32> = case
+            .input_ids
+            .iter()
+            .chain(&case.greedy_ids)
+            .copied()
+            .collect();
         let n_blocks = all.len().div_ceil(layout.block_size) + 1;
         // Blocks in reverse order so the table really is non-contiguous.
         let table: Vec<u32> = (0..n_blocks as u32).rev().collect();
@@ -78,7 +107,12 @@ fn check_fixture(name: &str) {
             let d = max_abs_diff(&row, &case.logits[p - 1 + step]);
             assert!(d < TOL, "{name} case {ci} decode step {step}: max |Δ| {d}");
             let mut b = ForwardBatch::default();
-            let last = b.push_seq(&[case.greedy_ids[step]], p + step, &table, layout.block_size);
+            let last = b.push_seq(
+                &[case.greedy_ids[step]],
+                p + step,
+                &table,
+                layout.block_size,
+            );
             b.logits_rows = vec![last];
             row = model.forward(&b, &mut kv).unwrap();
         }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// A scratch copy of a fixture (top-level files only) that a test may damage.
 fn scratch_copy(name: &str, tag: &str) -> PathBuf {
-    let dst = std::env::temp_dir().join(format!("candela-bad-{}-{tag}-{}", name, std::process::id()));
+    let dst =
+        std::env::temp_dir().join(format!("candela-bad-{}-{tag}-{}", name, std::process::id()));
     let _ = std::fs::remove_dir_all(&dst);
     std::fs::create_dir_all(&dst).unwrap();
     for e in std::fs::read_dir(fixture(name)).unwrap() {
@@ -29,7 +30,8 @@ fn load_err(dir: &Path) -> String {
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     f(&mut v);
     std::fs::write(p, v.to_string()).unwrap();
 }
@@ -55,7 +57,10 @@ fn corrupt_weights() {
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     let msg = load_err(&d);
-    assert!(msg.contains("corrupt") || msg.contains("truncated"), "{msg}");
+    assert!(
+        msg.contains("corrupt") || msg.contains("truncated"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -69,9 +74,14 @@ fn corrupt_config() {
 #[test]
 fn unsupported_architecture() {
     let d = scratch_copy("qwen2", "arch");
-    edit_config(&d, |v| v["architectures"] = serde_json::json!(["MambaForCausalLM"]));
+    edit_config(&d, |v| {
+        v["architectures"] = serde_json::json!(["MambaForCausalLM"])
+    });
     let msg = load_err(&d);
-    assert!(msg.contains("MambaForCausalLM") && msg.contains("Qwen2ForCausalLM"), "{msg}");
+    assert!(
+        msg.contains("MambaForCausalLM") && msg.contains("Qwen2ForCausalLM"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -101,33 +111,99 @@ fn max_model_len_over_the_model_limit() {
 #[test]
 fn prompt_too_long_and_bad_params() {
     let e = start(&test_config(fixture("qwen2").to_string_lossy()));
-    let submit = |prompt: Vec<u32>, params: SamplingParams| e.submit(Request { id: "x".into(), prompt: Prompt::Tokens(prompt), params, priority: 0 });
+    let submit = |prompt: Vec<u32>, params: SamplingParams| {
+        e.submit(Request {
+            id: "x".into(),
+            prompt: Prompt::Tokens(prompt),
+            params,
+            priority: 0,
+        })
+    };
     match submit(vec![5; 300], greedy(4)) {
-        Err(EngineError::TooLong { message }) => assert!(message.contains("300") && message.contains("256"), "{message}"),
+        Err(EngineError::TooLong { message }) => assert!(
+            message.contains("300") && message.contains("256"),
+            "{message}"
+        ),
         other => panic!("expected TooLong, got {:?}", other.err()),
     }
     match submit(vec![5; 250], greedy(10)) {
-        Err(EngineError::TooLong { message }) => assert!(message.contains("260") && message.contains("256"), "{message}"),
+        Err(EngineError::TooLong { message }) => assert!(
+            message.contains("260") && message.contains("256"),
+            "{message}"
+        ),
         other => panic!("expected TooLong, got {:?}", other.err()),
     }
     for (params, param) in [
-        (SamplingParams { temperature: -1.0, ..greedy(4) }, "temperature"),
-        (SamplingParams { top_p: 0.0, ..greedy(4) }, "top_p"),
-        (SamplingParams { top_k: -5, ..greedy(4) }, "top_k"),
-        (SamplingParams { min_p: 1.5, ..greedy(4) }, "min_p"),
-        (SamplingParams { repetition_penalty: 0.0, ..greedy(4) }, "repetition_penalty"),
+        (
+            SamplingParams {
+                temperature: -1.0,
+                ..greedy(4)
+            },
+            "temperature",
+        ),
+        (
+            SamplingParams {
+                top_p: 0.0,
+                ..greedy(4)
+            },
+            "top_p",
+        ),
+        (
+            SamplingParams {
+                top_k: -5,
+                ..greedy(4)
+            },
+            "top_k",
+        ),
+        (
+            SamplingParams {
+                min_p: 1.5,
+                ..greedy(4)
+            },
+            "min_p",
+        ),
+        (
+            SamplingParams {
+                repetition_penalty: 0.0,
+                ..greedy(4)
+            },
+            "repetition_penalty",
+        ),
         (SamplingParams { n: 0, ..greedy(4) }, "n"),
-        (SamplingParams { max_tokens: Some(0), ..greedy(4) }, "max_tokens"),
-        (SamplingParams { logit_bias: vec![(100_000, 1.0)], ..greedy(4) }, "logit_bias"),
+        (
+            SamplingParams {
+                max_tokens: Some(0),
+                ..greedy(4)
+            },
+            "max_tokens",
+        ),
+        (
+            SamplingParams {
+                logit_bias: vec![(100_000, 1.0)],
+                ..greedy(4)
+            },
+            "logit_bias",
+        ),
     ] {
         match submit(vec![5; 4], params) {
             Err(EngineError::InvalidParam { param: Some(p), .. }) => assert_eq!(p, param),
             other => panic!("{param}: expected InvalidParam, got {:?}", other.err()),
         }
     }
-    assert!(matches!(submit(vec![], greedy(4)), Err(EngineError::InvalidParam { .. })));
-    assert!(matches!(submit(vec![9999], greedy(4)), Err(EngineError::InvalidParam { .. })));
+    assert!(matches!(
+        submit(vec![], greedy(4)),
+        Err(EngineError::InvalidParam { .. })
+    ));
+    assert!(matches!(
+        submit(vec![9999], greedy(4)),
+        Err(EngineError::InvalidParam { .. })
+    ));
     // The engine is unharmed.
-    assert_eq!(run(&e, "ok", Prompt::Tokens(vec![5, 6, 7]), greedy(3))[0].token_ids.len(), 3);
+    assert_eq!(
+        run(&e, "ok", Prompt::Tokens(vec![5, 6, 7]), greedy(3))[0]
+            .token_ids
+            .len(),
+        3
+    );
     e.shutdown();
 }

@@ -10,7 +10,20 @@ use crate::weights::WeightSource;
 use crate::CausalLm;
 
 /// Builds a Llama model from HF-named weights.
-pub fn load(cfg: &ModelConfig, src: &dyn WeightSource, opts: &LoadOptions) -> Result<Box<dyn CausalLm>> {
-    let qkv_bias = if cfg.attention_bias { Bias::Yes } else { Bias::IfPresent };
-    Ok(Box::new(Decoder::load(cfg, src, DecoderSpec { qkv_bias }, opts)?))
+pub fn load(
+    cfg: &ModelConfig,
+    src: &dyn WeightSource,
+    opts: &LoadOptions,
+) -> Result<Box<dyn CausalLm>> {
+    let qkv_bias = if cfg.attention_bias {
+        Bias::Yes
+    } else {
+        Bias::IfPresent
+    };
+    Ok(Box::new(Decoder::load(
+        cfg,
+        src,
+        DecoderSpec { qkv_bias },
+        opts,
+    )?))
 }

@@ -10,9 +10,22 @@ use crate::weights::WeightSource;
 use crate::CausalLm;
 
 /// Builds a Qwen2 model from HF-named weights.
-pub fn load(cfg: &ModelConfig, src: &dyn WeightSource, opts: &LoadOptions) -> Result<Box<dyn CausalLm>> {
+pub fn load(
+    cfg: &ModelConfig,
+    src: &dyn WeightSource,
+    opts: &LoadOptions,
+) -> Result<Box<dyn CausalLm>> {
     if cfg.use_sliding_window {
-        return Err(ModelError::Config("Qwen2 with use_sliding_window=true is not supported".into()));
+        return Err(ModelError::Config(
+            "Qwen2 with use_sliding_window=true is not supported".into(),
+        ));
     }
-    Ok(Box::new(Decoder::load(cfg, src, DecoderSpec { qkv_bias: Bias::Yes }, opts)?))
+    Ok(Box::new(Decoder::load(
+        cfg,
+        src,
+        DecoderSpec {
+            qkv_bias: Bias::Yes,
+        },
+        opts,
+    )?))
 }

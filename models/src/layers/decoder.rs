@@ -41,7 +41,12 @@ pub struct Decoder {
 
 impl Decoder {
     /// Loads every weight of `cfg`'s shape from `src` (HF names).
-    pub fn load(cfg: &ModelConfig, src: &dyn WeightSource, spec: DecoderSpec, opts: &LoadOptions) -> Result<Self> {
+    pub fn load(
+        cfg: &ModelConfig,
+        src: &dyn WeightSource,
+        spec: DecoderSpec,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let embed = Embedding::load(src, "model.embed_tokens.weight", cfg.vocab_size, h, opts)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -50,9 +55,21 @@ impl Decoder {
             pb.inc(1);
             let p = format!("model.layers.{i}");
             layers.push(Layer {
-                input_norm: RmsNorm::load(src, &format!("{p}.input_layernorm.weight"), h, cfg.rms_norm_eps, opts)?,
+                input_norm: RmsNorm::load(
+                    src,
+                    &format!("{p}.input_layernorm.weight"),
+                    h,
+                    cfg.rms_norm_eps,
+                    opts,
+                )?,
                 attn: Attention::load(src, &format!("{p}.self_attn"), cfg, spec.qkv_bias, opts)?,
-                post_norm: RmsNorm::load(src, &format!("{p}.post_attention_layernorm.weight"), h, cfg.rms_norm_eps, opts)?,
+                post_norm: RmsNorm::load(
+                    src,
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    h,
+                    cfg.rms_norm_eps,
+                    opts,
+                )?,
                 mlp: GatedMlp::load(src, &format!("{p}.mlp"), cfg, opts)?,
             });
         }
@@ -67,7 +84,14 @@ impl Decoder {
         } else {
             Linear::load(src, "lm_head", h, cfg.vocab_size, Bias::No, opts)?
         };
-        Ok(Decoder { cfg: cfg.clone(), embed, layers, norm, lm_head, rope: RotaryEmbedding::new(cfg) })
+        Ok(Decoder {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope: RotaryEmbedding::new(cfg),
+        })
     }
 }
 
@@ -78,21 +102,29 @@ impl CausalLm for Decoder {
 
     fn weight_bytes_per_token(&self) -> usize {
         let norms = (2 * self.layers.len() + 1) * self.cfg.hidden_size * 4;
-        let layers: usize = self.layers.iter().map(|l| l.attn.bytes() + l.mlp.bytes()).sum();
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| l.attn.bytes() + l.mlp.bytes())
+            .sum();
         layers + norms + self.lm_head.bytes()
     }
 
     fn forward(&self, batch: &ForwardBatch, kv: &mut KvCache) -> Result<Vec<f32>> {
         let t = batch.num_tokens();
         if kv.layers.len() != self.layers.len() {
-            return Err(ModelError::Config("KV cache has the wrong number of layers".into()));
+            return Err(ModelError::Config(
+                "KV cache has the wrong number of layers".into(),
+            ));
         }
         let rope = self.rope.cos_sin(&batch.positions);
         let layout = kv.layout;
         let mut residual = self.embed.forward(&batch.input_ids)?;
         let mut h = self.layers[0].input_norm.forward(&residual);
         for (i, layer) in self.layers.iter().enumerate() {
-            let a = layer.attn.forward(&h, batch, &rope, &mut kv.layers[i], layout)?;
+            let a = layer
+                .attn
+                .forward(&h, batch, &rope, &mut kv.layers[i], layout)?;
             h = layer.post_norm.add_forward(&mut residual, &a);
             let m = layer.mlp.forward(&h, t)?;
             h = match self.layers.get(i + 1) {

@@ -32,10 +32,20 @@ pub struct DenseMatrix {
 impl DenseMatrix {
     /// Loads `name`, checking it is `[n, k]`, stored per `opts.dtype`: `Auto` keeps the
     /// checkpoint's precision (bf16/f16/f32; anything else becomes f32), the others round to theirs.
-    pub fn load(src: &dyn WeightSource, name: &str, n: usize, k: usize, opts: &LoadOptions) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        name: &str,
+        n: usize,
+        k: usize,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
         let t = src.get(name)?;
         if t.dims() != [n, k] {
-            return Err(ModelError::ShapeMismatch { name: name.into(), expected: vec![n, k], got: t.dims().to_vec() });
+            return Err(ModelError::ShapeMismatch {
+                name: name.into(),
+                expected: vec![n, k],
+                got: t.dims().to_vec(),
+            });
         }
         let target = match (opts.dtype, t.dtype()) {
             (WeightDType::Auto, d @ (DType::BF16 | DType::F16 | DType::F32)) => d,
@@ -49,23 +59,46 @@ impl DenseMatrix {
             DType::F16 => DenseStore::F16(flat.to_vec1::<f16>()?),
             _ => DenseStore::F32(flat.to_vec1::<f32>()?),
         };
-        Ok(DenseMatrix { store: Arc::new(store), n, k })
+        Ok(DenseMatrix {
+            store: Arc::new(store),
+            n,
+            k,
+        })
     }
 
     /// Stacks matrices with the same `k` along `n` (fused q|k|v or gate|up), in the first one's
     /// precision.
     pub fn stack(parts: Vec<DenseMatrix>) -> Result<Self> {
-        let k = parts.first().map(|p| p.k).ok_or_else(|| ModelError::Config("nothing to stack".into()))?;
+        let k = parts
+            .first()
+            .map(|p| p.k)
+            .ok_or_else(|| ModelError::Config("nothing to stack".into()))?;
         if parts.len() == 1 {
             return Ok(parts.into_iter().next().expect("one part"));
         }
         let n = parts.iter().map(|p| p.n).sum();
         let store = match &*parts[0].store {
             DenseStore::F32(_) => DenseStore::F32(parts.iter().flat_map(|p| p.to_f32()).collect()),
-            DenseStore::BF16(_) => DenseStore::BF16(parts.iter().flat_map(|p| p.to_f32()).map(bf16::from_f32).collect()),
-            DenseStore::F16(_) => DenseStore::F16(parts.iter().flat_map(|p| p.to_f32()).map(f16::from_f32).collect()),
+            DenseStore::BF16(_) => DenseStore::BF16(
+                parts
+                    .iter()
+                    .flat_map(|p| p.to_f32())
+                    .map(bf16::from_f32)
+                    .collect(),
+            ),
+            DenseStore::F16(_) => DenseStore::F16(
+                parts
+                    .iter()
+                    .flat_map(|p| p.to_f32())
+                    .map(f16::from_f32)
+                    .collect(),
+            ),
         };
-        Ok(DenseMatrix { store: Arc::new(store), n, k })
+        Ok(DenseMatrix {
+            store: Arc::new(store),
+            n,
+            k,
+        })
     }
 
     /// Output features.

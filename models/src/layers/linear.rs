@@ -6,8 +6,8 @@
 //! that cannot be merged (mixed dense/int4, act-order parts with different input permutations)
 //! run as separate matmuls whose outputs are placed side by side.
 
-use super::quant::QuantLinear;
 use super::dense::DenseMatrix;
+use super::quant::QuantLinear;
 use super::tensor::fetch_vec;
 use super::LoadOptions;
 use crate::error::{ModelError, Result};
@@ -74,7 +74,13 @@ impl Linear {
         let kind = if quantized.iter().all(|&q| !q) {
             let mut weights = Vec::with_capacity(parts.len());
             for &(prefix, out) in parts {
-                weights.push(DenseMatrix::load(src, &format!("{prefix}.weight"), out, in_dim, opts)?);
+                weights.push(DenseMatrix::load(
+                    src,
+                    &format!("{prefix}.weight"),
+                    out,
+                    in_dim,
+                    opts,
+                )?);
             }
             Kind::Dense(DenseMatrix::stack(weights)?)
         } else if let (true, Some(q)) = (quantized.iter().all(|&q| q), &opts.quant) {

@@ -16,15 +16,34 @@ pub struct GatedMlp {
 
 impl GatedMlp {
     /// Loads `<prefix>.{gate,up,down}_proj`.
-    pub fn load(src: &dyn WeightSource, prefix: &str, cfg: &ModelConfig, opts: &LoadOptions) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        prefix: &str,
+        cfg: &ModelConfig,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
         if cfg.hidden_act != Activation::Silu {
-            return Err(ModelError::Config(format!("hidden_act {:?} is not supported by the gated MLP", cfg.hidden_act)));
+            return Err(ModelError::Config(format!(
+                "hidden_act {:?} is not supported by the gated MLP",
+                cfg.hidden_act
+            )));
         }
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let (g, u) = (format!("{prefix}.gate_proj"), format!("{prefix}.up_proj"));
         let gate_up = Linear::load_fused(src, &[(&g, i), (&u, i)], h, Bias::IfPresent, opts)?;
-        let down = Linear::load(src, &format!("{prefix}.down_proj"), i, h, Bias::IfPresent, opts)?;
-        Ok(GatedMlp { gate_up, down, inter: i })
+        let down = Linear::load(
+            src,
+            &format!("{prefix}.down_proj"),
+            i,
+            h,
+            Bias::IfPresent,
+            opts,
+        )?;
+        Ok(GatedMlp {
+            gate_up,
+            down,
+            inter: i,
+        })
     }
 
     /// Bytes of weights one forward pass reads.

@@ -14,8 +14,17 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     /// Loads `<name>` of shape `[dim]`.
-    pub fn load(src: &dyn WeightSource, name: &str, dim: usize, eps: f64, opts: &LoadOptions) -> Result<Self> {
-        Ok(RmsNorm { weight: fetch_vec(src, name, &[dim], opts)?, eps: eps as f32 })
+    pub fn load(
+        src: &dyn WeightSource,
+        name: &str,
+        dim: usize,
+        eps: f64,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: fetch_vec(src, name, &[dim], opts)?,
+            eps: eps as f32,
+        })
     }
 
     /// `[rows, dim]` → normalised `[rows, dim]`.

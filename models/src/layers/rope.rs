@@ -21,11 +21,18 @@ impl RotaryEmbedding {
     pub fn new(cfg: &ModelConfig) -> Self {
         let d = cfg.head_dim;
         let base = cfg.rope_theta;
-        let mut inv: Vec<f64> = (0..d / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / d as f64)).collect();
+        let mut inv: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / base.powf((2 * i) as f64 / d as f64))
+            .collect();
         match &cfg.rope_scaling {
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => inv.iter_mut().for_each(|f| *f /= factor),
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
                 let old = *original_max_position_embeddings as f64;
                 let low_wavelen = old / low_freq_factor;
                 let high_wavelen = old / high_freq_factor;
@@ -34,13 +41,16 @@ impl RotaryEmbedding {
                     if wavelen > low_wavelen {
                         *f /= factor;
                     } else if wavelen >= high_wavelen {
-                        let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         *f = (1.0 - smooth) * *f / factor + smooth * *f;
                     }
                 }
             }
         }
-        RotaryEmbedding { inv_freq: inv.into_iter().map(|f| f as f32).collect() }
+        RotaryEmbedding {
+            inv_freq: inv.into_iter().map(|f| f as f32).collect(),
+        }
     }
 
     /// Angles for `positions` (`[T]`). Products are taken in f32 like HF, so long contexts round

@@ -6,7 +6,12 @@ use crate::weights::WeightSource;
 use candle_core::{DType, Tensor};
 
 /// Fetches `name`, checks it has `shape`, and returns it as contiguous f32 rounded per `opts`.
-pub fn fetch(src: &dyn WeightSource, name: &str, shape: &[usize], opts: &LoadOptions) -> Result<Tensor> {
+pub fn fetch(
+    src: &dyn WeightSource,
+    name: &str,
+    shape: &[usize],
+    opts: &LoadOptions,
+) -> Result<Tensor> {
     let t = src.get(name)?;
     if t.dims() != shape {
         return Err(ModelError::ShapeMismatch {
@@ -24,8 +29,15 @@ pub fn fetch(src: &dyn WeightSource, name: &str, shape: &[usize], opts: &LoadOpt
 }
 
 /// Fetches a tensor as a `Vec<f32>` (small tensors: norms, biases).
-pub fn fetch_vec(src: &dyn WeightSource, name: &str, shape: &[usize], opts: &LoadOptions) -> Result<Vec<f32>> {
-    Ok(fetch(src, name, shape, opts)?.flatten_all()?.to_vec1::<f32>()?)
+pub fn fetch_vec(
+    src: &dyn WeightSource,
+    name: &str,
+    shape: &[usize],
+    opts: &LoadOptions,
+) -> Result<Vec<f32>> {
+    Ok(fetch(src, name, shape, opts)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor without copying it.

@@ -2,24 +2,41 @@
 //! running a request to completion.
 #![allow(dead_code)]
 
-use candela_engine::{Engine, EngineConfig, EngineHandle, FinishReason, GenerationConfigMode, Prompt, Request, RequestEvent, SamplingParams};
+use candela_engine::{
+    Engine, EngineConfig, EngineHandle, FinishReason, GenerationConfigMode, Prompt, Request,
+    RequestEvent, SamplingParams,
+};
 use std::path::PathBuf;
 
 /// Path of a fixture directory.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures"
+    ))
+    .join(name)
 }
 
 /// The real SmolLM2 GGUF, if `scripts/fetch_smollm2.sh` has fetched it.
 pub fn smollm2_gguf() -> Option<PathBuf> {
     let p = std::env::var_os("CANDELA_SMOLLM2_GGUF")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/candela/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/candela/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     if p.exists() {
         Some(p)
     } else {
-        assert!(std::env::var_os("CANDELA_REQUIRE_GGUF").is_none(), "SmolLM2 GGUF missing at {} (run scripts/fetch_smollm2.sh)", p.display());
-        eprintln!("note: {} not found; run scripts/fetch_smollm2.sh", p.display());
+        assert!(
+            std::env::var_os("CANDELA_REQUIRE_GGUF").is_none(),
+            "SmolLM2 GGUF missing at {} (run scripts/fetch_smollm2.sh)",
+            p.display()
+        );
+        eprintln!(
+            "note: {} not found; run scripts/fetch_smollm2.sh",
+            p.display()
+        );
         None
     }
 }
@@ -34,12 +51,18 @@ pub struct GoldenCase {
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// The `cases` of a fixture's golden.json.
 pub fn golden_cases(name: &str) -> Vec<GoldenCase> {
-    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture(name).join("golden.json")).unwrap()).unwrap();
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("golden.json")).unwrap())
+            .unwrap();
     g["cases"]
         .as_array()
         .unwrap()
@@ -47,7 +70,12 @@ pub fn golden_cases(name: &str) -> Vec<GoldenCase> {
         .map(|c| GoldenCase {
             input_ids: ids(&c["input_ids"]),
             greedy_ids: ids(&c["greedy_ids"]),
-            margins: c["greedy_top1_top2_margin"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap() as f32).collect(),
+            margins: c["greedy_top1_top2_margin"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_f64().unwrap() as f32)
+                .collect(),
             text: c["text"].as_str().map(String::from),
             kind: c["kind"].as_str().unwrap_or("text").to_string(),
         })
@@ -57,7 +85,10 @@ pub fn golden_cases(name: &str) -> Vec<GoldenCase> {
 /// How many leading greedy ids are safe to compare: up to (excluding) the first step whose
 /// recorded top1-top2 margin is below `tol`.
 pub fn comparable_prefix(case: &GoldenCase, tol: f32) -> usize {
-    case.margins.iter().position(|&m| m < tol).unwrap_or(case.greedy_ids.len())
+    case.margins
+        .iter()
+        .position(|&m| m < tol)
+        .unwrap_or(case.greedy_ids.len())
 }
 
 /// Engine config for a fixture with small, test-friendly limits and vLLM's neutral sampling defaults.
@@ -71,12 +102,19 @@ pub fn test_config(model: impl Into<String>) -> EngineConfig {
 
 /// Starts an engine.
 pub fn start(cfg: &EngineConfig) -> EngineHandle {
-    Engine::load(cfg).unwrap_or_else(|e| panic!("loading {}: {e}", cfg.model)).start()
+    Engine::load(cfg)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", cfg.model))
+        .start()
 }
 
 /// Greedy parameters: temperature 0, EOS ignored, `max_tokens` tokens.
 pub fn greedy(max_tokens: usize) -> SamplingParams {
-    SamplingParams { temperature: 0.0, max_tokens: Some(max_tokens), ignore_eos: true, ..SamplingParams::default() }
+    SamplingParams {
+        temperature: 0.0,
+        max_tokens: Some(max_tokens),
+        ignore_eos: true,
+        ..SamplingParams::default()
+    }
 }
 
 /// Result of one finished sequence.
@@ -88,15 +126,37 @@ pub struct Finished {
 }
 
 /// Submits and waits for every sequence of a request; results indexed by sequence.
-pub fn run(engine: &EngineHandle, id: &str, prompt: Prompt, params: SamplingParams) -> Vec<Finished> {
+pub fn run(
+    engine: &EngineHandle,
+    id: &str,
+    prompt: Prompt,
+    params: SamplingParams,
+) -> Vec<Finished> {
     let n = params.n.max(1);
-    let mut stream = engine.submit(Request { id: id.into(), prompt, params, priority: 0 }).unwrap();
+    let mut stream = engine
+        .submit(Request {
+            id: id.into(),
+            prompt,
+            params,
+            priority: 0,
+        })
+        .unwrap();
     collect(&mut stream.events, n)
 }
 
 /// Drains a request's events until all `n` sequences finished.
-pub fn collect(events: &mut tokio::sync::mpsc::UnboundedReceiver<RequestEvent>, n: usize) -> Vec<Finished> {
-    let mut out = vec![Finished { token_ids: vec![], text: String::new(), finish_reason: None }; n];
+pub fn collect(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<RequestEvent>,
+    n: usize,
+) -> Vec<Finished> {
+    let mut out = vec![
+        Finished {
+            token_ids: vec![],
+            text: String::new(),
+            finish_reason: None
+        };
+        n
+    ];
     let mut done = 0;
     while done < n {
         match events.blocking_recv().expect("stream ended early") {

@@ -9,7 +9,13 @@ fn fixture(name: &str) -> String {
 
 #[test]
 fn generate_json_matches_golden() {
-    let dir = fixture("llama");
+    for name in ["llama", "qwen2-awq", "llama-gptq", "llama-gptq-actorder"] {
+        check_generate_json(name);
+    }
+}
+
+fn check_generate_json(name: &str) {
+    let dir = fixture(name);
     let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}/golden.json")).unwrap()).unwrap();
     let case = &g["cases"][0];
     let out = Command::new(env!("CARGO_BIN_EXE_candela"))
@@ -26,7 +32,7 @@ fn generate_json_matches_golden() {
     assert_eq!(o["finish_reason"], "length");
     let margins = case["greedy_top1_top2_margin"].as_array().unwrap();
     let n = margins.iter().position(|m| m.as_f64().unwrap() < 1e-3).unwrap_or(16);
-    assert_eq!(o["token_ids"].as_array().unwrap()[..n], case["greedy_ids"].as_array().unwrap()[..n]);
+    assert_eq!(o["token_ids"].as_array().unwrap()[..n], case["greedy_ids"].as_array().unwrap()[..n], "{name}");
 }
 
 #[test]

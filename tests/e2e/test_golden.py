@@ -59,7 +59,8 @@ def check_cases(url: str, g: dict, model: str | None = None):
         assert tok["tokens"] == multi["input_ids"]
 
 
-@pytest.mark.parametrize("name", ["qwen2", "llama"])
+@pytest.mark.parametrize(
+    "name", ["qwen2", "llama", "qwen2-tied", "qwen2-awq", "llama-gptq", "llama-gptq-actorder"])
 def test_fixture_goldens(name):
     s = serve_fixture(name)
     try:

@@ -56,9 +56,10 @@ impl DenseWeight<'_> {
 /// Activation rows one weight load is reused for in the GEMV kernel (registers: 8 accumulators).
 pub const GEMV_BLOCK_ROWS: usize = 8;
 /// Rows up to which the streaming kernel is used: each weight row is read from memory once and
-/// reused from L1 for every block of activation rows, while the activations stay in L2
-/// (64 rows × 4864 × 4 B ≈ 1.2 MB at the largest Qwen2.5-0.5B width).
-pub const GEMV_MAX_ROWS: usize = 64;
+/// reused from registers/L1 for every activation row. Placed by `benches/dense.rs` (bf16,
+/// 4864 x 896, same run): streaming wins up to 16 rows (3.15 vs 3.50 ms), gemm from 32
+/// (5.9 vs 6.6 ms).
+pub const GEMV_MAX_ROWS: usize = 24;
 /// Weight rows widened per gemm panel.
 const PANEL: usize = 64;
 
@@ -87,9 +88,10 @@ pub fn matmul_ref(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize
 }
 
 /// Output columns one rayon task computes; the result is written column-block by column-block.
-const COLS_PER_TASK: usize = 16;
+const COLS_PER_TASK: usize = 24;
 
-fn gemv(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
+/// The streaming (GEMV) path of [`matmul`], whatever `rows` is (benchmarks compare the paths).
+pub fn gemv(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
     // Tasks own disjoint column ranges; each writes a [rows, cols] scratch then scatters it.
     let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(COLS_PER_TASK))
         .into_par_iter()
@@ -97,7 +99,38 @@ fn gemv(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mu
             let j0 = b * COLS_PER_TASK;
             let j1 = (j0 + COLS_PER_TASK).min(n);
             let mut acc = vec![0.0f32; rows * (j1 - j0)];
-            for j in j0..j1 {
+            let cols = j1 - j0;
+            // Register tiles of 3 weight rows x 4 activation rows where the batch allows
+            // (7 loads feed 12 FMAs), single weight rows for the rest.
+            let (tiled_j, tiled_r) = if rows >= TILE_R && tile_available() {
+                ((cols / TILE_W) * TILE_W, (rows / TILE_R) * TILE_R)
+            } else {
+                (0, 0)
+            };
+            for jt in (0..tiled_j).step_by(TILE_W) {
+                for r0 in (0..tiled_r).step_by(TILE_R) {
+                    let t = tile(&x[r0 * k..(r0 + TILE_R) * k], k, w, (j0 + jt) * k);
+                    for (dj, row) in t.iter().enumerate() {
+                        for (dr, v) in row.iter().enumerate() {
+                            acc[(r0 + dr) * cols + jt + dj] = *v;
+                        }
+                    }
+                }
+                if tiled_r < rows {
+                    for dj in 0..TILE_W {
+                        let j = j0 + jt + dj;
+                        let mut sums = [0.0f32; GEMV_BLOCK_ROWS];
+                        for r0 in (tiled_r..rows).step_by(GEMV_BLOCK_ROWS) {
+                            let nb = GEMV_BLOCK_ROWS.min(rows - r0);
+                            dot_rows(&x[r0 * k..(r0 + nb) * k], nb, k, w, j * k, &mut sums[..nb]);
+                            for (r, v) in sums[..nb].iter().enumerate() {
+                                acc[(r0 + r) * cols + jt + dj] = *v;
+                            }
+                        }
+                    }
+                }
+            }
+            for j in j0 + tiled_j..j1 {
                 for r0 in (0..rows).step_by(GEMV_BLOCK_ROWS) {
                     let nr = GEMV_BLOCK_ROWS.min(rows - r0);
                     let mut sums = [0.0f32; GEMV_BLOCK_ROWS];
@@ -118,6 +151,37 @@ fn gemv(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mu
     }
 }
 
+/// Weight rows per register tile.
+const TILE_W: usize = 3;
+/// Activation rows per register tile.
+const TILE_R: usize = 4;
+
+fn tile_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        simd::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `t[j][r] = x[r, :] · w[off + j*k ..][..k]` for a 3 x 4 tile; only called when
+/// [`tile_available`].
+fn tile(x: &[f32], k: usize, w: DenseWeight<'_>, off: usize) -> [[f32; TILE_R]; TILE_W] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: callers check `tile_available`, i.e. AVX2, FMA and F16C.
+        unsafe { simd::tile(x, k, w, off) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, k, w, off);
+        unreachable!("tile() without SIMD support")
+    }
+}
+
 /// `sums[r] = x[r, :] · w[off .. off + k]` for every activation row.
 fn dot_rows(x: &[f32], rows: usize, k: usize, w: DenseWeight<'_>, off: usize, sums: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -133,7 +197,15 @@ fn dot_rows(x: &[f32], rows: usize, k: usize, w: DenseWeight<'_>, off: usize, su
     }
 }
 
-fn gemm_panels(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
+/// The widen-and-gemm path of [`matmul`], whatever `rows` is (benchmarks compare the paths).
+pub fn gemm_panels(
+    x: &[f32],
+    rows: usize,
+    w: DenseWeight<'_>,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+) {
     let panels: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(PANEL))
         .into_par_iter()
         .map(|p| {
@@ -211,6 +283,38 @@ mod simd {
         _mm_cvtss_f32(s)
     }
 
+    /// See `super::tile`: 12 accumulators, 3 weight and 1 activation register.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn tile(x: &[f32], k: usize, w: DenseWeight<'_>, off: usize) -> [[f32; 4]; 3] {
+        let mut acc = [[_mm256_setzero_ps(); 4]; 3];
+        let k8 = k / 8 * 8;
+        let xp = x.as_ptr();
+        let mut i = 0;
+        while i < k8 {
+            let w0 = load8(w, off + i);
+            let w1 = load8(w, off + k + i);
+            let w2 = load8(w, off + 2 * k + i);
+            for r in 0..4 {
+                let xv = _mm256_loadu_ps(xp.add(r * k + i));
+                acc[0][r] = _mm256_fmadd_ps(xv, w0, acc[0][r]);
+                acc[1][r] = _mm256_fmadd_ps(xv, w1, acc[1][r]);
+                acc[2][r] = _mm256_fmadd_ps(xv, w2, acc[2][r]);
+            }
+            i += 8;
+        }
+        let mut out = [[0.0f32; 4]; 3];
+        for j in 0..3 {
+            for r in 0..4 {
+                let mut s = hsum(acc[j][r]);
+                for t in k8..k {
+                    s += x[r * k + t] * w.get(off + j * k + t);
+                }
+                out[j][r] = s;
+            }
+        }
+        out
+    }
+
     /// See `super::dot_rows`; each weight vector is loaded once and used for every row.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_rows(
@@ -281,7 +385,6 @@ mod tests {
             }
         }
     }
-
     #[test]
     fn gemv_and_gemm_paths_match_reference_on_odd_shapes() {
         for &(rows, n, k) in &[
@@ -293,6 +396,10 @@ mod tests {
             (33, 130, 72),
             (1, 96, 896),
             (64, 20, 40),
+            (4, 3, 8),
+            (7, 50, 19),
+            (12, 31, 896),
+            (6, 25, 17),
             (65, 70, 33),
             (100, 9, 17),
         ] {

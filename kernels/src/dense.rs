@@ -294,6 +294,7 @@ mod simd {
             let w0 = load8(w, off + i);
             let w1 = load8(w, off + k + i);
             let w2 = load8(w, off + 2 * k + i);
+            #[allow(clippy::needless_range_loop)] // r indexes acc's inner arrays and x's rows alike
             for r in 0..4 {
                 let xv = _mm256_loadu_ps(xp.add(r * k + i));
                 acc[0][r] = _mm256_fmadd_ps(xv, w0, acc[0][r]);

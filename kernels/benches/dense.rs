@@ -1,6 +1,9 @@
 //! Dense bf16 matmul at the Qwen2.5-0.5B gate/up shape: the streaming GEMV path vs the
 //! widen-and-gemm path over batch sizes, to place `GEMV_MAX_ROWS`. Reports weight bytes/s.
 
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
 use candela_kernels::dense::{gemm_panels, gemv, DenseWeight};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::bf16;

@@ -82,15 +82,33 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     params.stop = args.stop.clone();
     let prompt_text = if args.chat {
         let tok = engine.tokenizer();
-        let template = tok.chat_template().ok_or_else(|| anyhow::anyhow!("the model has no chat template"))?;
-        let t = candela_engine::chat_template::ChatTemplate::new(template, tok.bos_token(), tok.eos_token())?;
-        t.render(&[json!({"role": "user", "content": args.prompt})], true, json!({}))?
+        let template = tok
+            .chat_template()
+            .ok_or_else(|| anyhow::anyhow!("the model has no chat template"))?;
+        let t = candela_engine::chat_template::ChatTemplate::new(
+            template,
+            tok.bos_token(),
+            tok.eos_token(),
+        )?;
+        t.render(
+            &[json!({"role": "user", "content": args.prompt})],
+            true,
+            json!({}),
+        )?
     } else {
         args.prompt.clone()
     };
     // Chat-rendered text already holds its special tokens (HF: add_special_tokens=False).
-    let prompt = Prompt::Text { text: prompt_text.clone(), add_special_tokens: !args.chat };
-    let mut stream = engine.submit(Request { id: "generate-0".into(), prompt, params, priority: 0 })?;
+    let prompt = Prompt::Text {
+        text: prompt_text.clone(),
+        add_special_tokens: !args.chat,
+    };
+    let mut stream = engine.submit(Request {
+        id: "generate-0".into(),
+        prompt,
+        params,
+        priority: 0,
+    })?;
     let (mut text, mut ids, mut finish) = (String::new(), Vec::new(), None);
     let mut out = std::io::stdout().lock();
     while let Some(ev) = stream.events.blocking_recv() {

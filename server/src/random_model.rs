@@ -71,12 +71,31 @@ fn half_bytes(n: usize, rng: &mut Rng, f: impl Fn(f32) -> f32, as_f16: bool) -> 
 /// `[in/128, out/8]` (random nibbles are valid codes in either layout), scales fp16 `[in/128, out]`
 /// sized so that dequantized weights have std ≈ 0.02.
 fn awq_entries(prefix: &str, out: usize, inp: usize, rng: &mut Rng) -> Vec<Entry> {
-    let words = |n: usize, rng: &mut Rng| (0..n).flat_map(|_| (rng.next() as u32).to_le_bytes()).collect::<Vec<u8>>();
+    let words = |n: usize, rng: &mut Rng| {
+        (0..n)
+            .flat_map(|_| (rng.next() as u32).to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
     let groups = inp / AWQ_GROUP;
     vec![
-        (format!("{prefix}.qweight"), Dtype::I32, vec![inp, out / 8], words(inp * out / 8, rng)),
-        (format!("{prefix}.qzeros"), Dtype::I32, vec![groups, out / 8], words(groups * out / 8, rng)),
-        (format!("{prefix}.scales"), Dtype::F16, vec![groups, out], half_bytes(groups * out, rng, |u| 0.0045 * (1.0 + 0.2 * u), true)),
+        (
+            format!("{prefix}.qweight"),
+            Dtype::I32,
+            vec![inp, out / 8],
+            words(inp * out / 8, rng),
+        ),
+        (
+            format!("{prefix}.qzeros"),
+            Dtype::I32,
+            vec![groups, out / 8],
+            words(groups * out / 8, rng),
+        ),
+        (
+            format!("{prefix}.scales"),
+            Dtype::F16,
+            vec![groups, out],
+            half_bytes(groups * out, rng, |u| 0.0045 * (1.0 + 0.2 * u), true),
+        ),
     ]
 }
 
@@ -92,7 +111,14 @@ struct Shape {
 /// Runs `make-random-model`.
 pub fn run(args: RandomModelArgs) -> anyhow::Result<()> {
     let mut s = match args.preset.as_str() {
-        "qwen2.5-0.5b" => Shape { hidden: 896, layers: 24, heads: 14, kv_heads: 2, inter: 4864, vocab: 151936 },
+        "qwen2.5-0.5b" => Shape {
+            hidden: 896,
+            layers: 24,
+            heads: 14,
+            kv_heads: 2,
+            inter: 4864,
+            vocab: 151936,
+        },
         other => anyhow::bail!("unknown preset {other:?} (known: qwen2.5-0.5b)"),
     };
     if let Some(l) = args.layers {
@@ -113,8 +139,15 @@ pub fn run(args: RandomModelArgs) -> anyhow::Result<()> {
         config["torch_dtype"] = json!("float16");
         config["quantization_config"] = json!({"bits": 4, "group_size": AWQ_GROUP, "modules_to_not_convert": null, "quant_method": "awq", "version": "gemm", "zero_point": true});
     }
-    std::fs::write(args.out.join("config.json"), serde_json::to_string_pretty(&config)?)?;
-    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+    std::fs::write(
+        args.out.join("config.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
         let src = args.tokenizer_from.join(f);
         if src.exists() {
             std::fs::copy(&src, args.out.join(f))?;
@@ -125,17 +158,30 @@ pub fn run(args: RandomModelArgs) -> anyhow::Result<()> {
         Some("awq") => true,
         Some(other) => anyhow::bail!("unknown --quant {other:?} (known: awq)"),
     };
-    let mut rng = Rng(args.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1);
+    let mut rng = Rng(args
+        .seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1);
     // Dense tensors: norms near 1, others uniform with std 0.02 (HF's initializer_range).
     let amp = 0.02 * 3f32.sqrt();
     let dense = |name: String, shape: Vec<usize>, rng: &mut Rng| -> Entry {
         let n = shape.iter().product();
         let norm = name.ends_with("norm.weight");
         let bytes = half_bytes(n, rng, |u| if norm { 1.0 + 0.1 * u } else { amp * u }, awq);
-        (name, if awq { Dtype::F16 } else { Dtype::BF16 }, shape, bytes)
+        (
+            name,
+            if awq { Dtype::F16 } else { Dtype::BF16 },
+            shape,
+            bytes,
+        )
     };
     let mut entries: Vec<Entry> = vec![
-        dense("model.embed_tokens.weight".into(), vec![s.vocab, s.hidden], &mut rng),
+        dense(
+            "model.embed_tokens.weight".into(),
+            vec![s.vocab, s.hidden],
+            &mut rng,
+        ),
         dense("model.norm.weight".into(), vec![s.hidden], &mut rng),
     ];
     for l in 0..s.layers {
@@ -143,8 +189,16 @@ pub fn run(args: RandomModelArgs) -> anyhow::Result<()> {
         for n in ["input_layernorm.weight", "post_attention_layernorm.weight"] {
             entries.push(dense(format!("{p}.{n}"), vec![s.hidden], &mut rng));
         }
-        for (n, len) in [("q_proj", s.heads * d), ("k_proj", s.kv_heads * d), ("v_proj", s.kv_heads * d)] {
-            entries.push(dense(format!("{p}.self_attn.{n}.bias"), vec![len], &mut rng));
+        for (n, len) in [
+            ("q_proj", s.heads * d),
+            ("k_proj", s.kv_heads * d),
+            ("v_proj", s.kv_heads * d),
+        ] {
+            entries.push(dense(
+                format!("{p}.self_attn.{n}.bias"),
+                vec![len],
+                &mut rng,
+            ));
         }
         for (n, out, inp) in [
             ("self_attn.q_proj", s.heads * d, s.hidden),
@@ -164,11 +218,18 @@ pub fn run(args: RandomModelArgs) -> anyhow::Result<()> {
     }
     let views: Vec<(String, TensorView<'_>)> = entries
         .iter()
-        .map(|(name, dt, shape, bytes)| Ok((name.clone(), TensorView::new(*dt, shape.clone(), bytes)?)))
+        .map(|(name, dt, shape, bytes)| {
+            Ok((name.clone(), TensorView::new(*dt, shape.clone(), bytes)?))
+        })
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize_to_file(views, Some(meta), &args.out.join("model.safetensors"))?;
     let bytes: usize = entries.iter().map(|e| e.3.len()).sum();
-    eprintln!("wrote {} ({} tensors, {bytes} bytes, {})", args.out.display(), entries.len(), if awq { "AWQ int4 + fp16" } else { "bf16" });
+    eprintln!(
+        "wrote {} ({} tensors, {bytes} bytes, {})",
+        args.out.display(),
+        entries.len(),
+        if awq { "AWQ int4 + fp16" } else { "bf16" }
+    );
     Ok(())
 }

@@ -125,6 +125,10 @@ pub async fn run(opts: HttpOptions, engine_cfg: EngineConfig) -> anyhow::Result<
             triggered.notify_one();
         }
     };
+    // Small SSE chunks go out at once (Nagle would batch tokens a few ms apart).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app::app(state.clone())).with_graceful_shutdown(shutdown);
     let mut server = tokio::spawn(async move { server.await });
     tokio::select! {

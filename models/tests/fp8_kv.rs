@@ -19,83 +19,21 @@
 //! moves logits by whole units and fails them (the codec's rounding itself is tested
 //! exhaustively in `candela_kernels::fp8`).
 
+mod common;
+use common::*;
+
 use candela_kernels::KvLayout;
 use candela_models::kv_cache::KvCacheDType;
 use candela_models::layers::QuantConfig;
 use candela_models::loader::safetensors::SafetensorsWeights;
 use candela_models::registry::load_model;
 use candela_models::{ForwardBatch, KvCache, LoadOptions, ModelConfig, WeightDType};
-use candle_core::{Device, Tensor};
-use std::path::PathBuf;
 
 fn tol(dtype: KvCacheDType) -> f32 {
     match dtype {
         KvCacheDType::Fp8E5M2 => 1.0,
         _ => 0.5,
     }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures"
-    ))
-    .join(name)
-}
-
-struct Case {
-    input_ids: Vec<u32>,
-    greedy_ids: Vec<u32>,
-    margins: Vec<f32>,
-    logits: Vec<Vec<f32>>,
-}
-
-fn cases(name: &str) -> Vec<Case> {
-    let dir = fixture(name);
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let tensors =
-        candle_core::safetensors::load(dir.join("reference/golden.safetensors"), &Device::Cpu)
-            .unwrap();
-    let ids = |v: &serde_json::Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect::<Vec<_>>()
-    };
-    golden["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let t: &Tensor = &tensors[c["logits_key"].as_str().unwrap()];
-            Case {
-                input_ids: ids(&c["input_ids"]),
-                greedy_ids: ids(&c["greedy_ids"]),
-                margins: c["greedy_top1_top2_margin"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|m| m.as_f64().unwrap() as f32)
-                    .collect(),
-                logits: t.to_vec2::<f32>().unwrap(),
-            }
-        })
-        .collect()
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
-            if x > best.1 {
-                (i, x)
-            } else {
-                best
-            }
-        })
-        .0 as u32
 }
 
 fn check(name: &str, dtype: KvCacheDType) {

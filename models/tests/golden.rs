@@ -5,64 +5,15 @@
 //! bf16-stored weights; only summation order differs (HF/MKL vs gemm + our kernels), which moves
 //! results by a few ulps per op, well under 1e-4 at these sizes.
 
+mod common;
+use common::*;
+
 use candela_kernels::KvLayout;
 use candela_models::loader::safetensors::SafetensorsWeights;
 use candela_models::registry::load_model;
 use candela_models::{ForwardBatch, KvCache, LoadOptions, ModelConfig, WeightDType};
-use candle_core::{Device, Tensor};
-use std::path::PathBuf;
 
 const TOL: f32 = 2e-4;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures"
-    ))
-    .join(name)
-}
-
-struct Case {
-    input_ids: Vec<u32>,
-    greedy_ids: Vec<u32>,
-    logits: Vec<Vec<f32>>,
-}
-
-fn cases(name: &str) -> Vec<Case> {
-    let dir = fixture(name);
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let tensors =
-        candle_core::safetensors::load(dir.join("reference/golden.safetensors"), &Device::Cpu)
-            .unwrap();
-    let ids = |v: &serde_json::Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect::<Vec<_>>()
-    };
-    golden["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let t: &Tensor = &tensors[c["logits_key"].as_str().unwrap()];
-            Case {
-                input_ids: ids(&c["input_ids"]),
-                greedy_ids: ids(&c["greedy_ids"]),
-                logits: t.to_vec2::<f32>().unwrap(),
-            }
-        })
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 fn check_fixture(name: &str) {
     let dir = fixture(name);

@@ -14,67 +14,19 @@
 //! difference is summation order inside the matmuls (per-group partial sums, 8-lane
 //! accumulators), a few ulps per op — the same budget as the dense path.
 
+mod common;
+use common::*;
+
 use candela_kernels::KvLayout;
 use candela_models::layers::quant::{unpack_checkpoint, QuantLinear};
 use candela_models::layers::{QuantConfig, QuantMethod};
 use candela_models::loader::safetensors::SafetensorsWeights;
 use candela_models::registry::load_model;
 use candela_models::{ForwardBatch, KvCache, LoadOptions, ModelConfig, WeightDType};
-use candle_core::{Device, Tensor};
-use std::path::PathBuf;
+use candle_core::Device;
 
 const TOL: f32 = 2e-4;
 const FIXTURES: [&str; 3] = ["qwen2-awq", "llama-gptq", "llama-gptq-actorder"];
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures"
-    ))
-    .join(name)
-}
-
-struct Case {
-    input_ids: Vec<u32>,
-    greedy_ids: Vec<u32>,
-    margins: Vec<f32>,
-    logits: Vec<Vec<f32>>,
-}
-
-fn cases(name: &str) -> Vec<Case> {
-    let dir = fixture(name);
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let tensors =
-        candle_core::safetensors::load(dir.join("reference/golden.safetensors"), &Device::Cpu)
-            .unwrap();
-    let ids = |v: &serde_json::Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect::<Vec<_>>()
-    };
-    golden["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let t: &Tensor = &tensors[c["logits_key"].as_str().unwrap()];
-            Case {
-                input_ids: ids(&c["input_ids"]),
-                greedy_ids: ids(&c["greedy_ids"]),
-                margins: c["greedy_top1_top2_margin"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|m| m.as_f64().unwrap() as f32)
-                    .collect(),
-                logits: t.to_vec2::<f32>().unwrap(),
-            }
-        })
-        .collect()
-}
 
 fn open(name: &str) -> (ModelConfig, SafetensorsWeights, QuantConfig) {
     let dir = fixture(name);
@@ -83,26 +35,6 @@ fn open(name: &str) -> (ModelConfig, SafetensorsWeights, QuantConfig) {
         .unwrap()
         .expect("fixture is quantized");
     (cfg, SafetensorsWeights::open(&dir).unwrap(), quant)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
-            if x > best.1 {
-                (i, x)
-            } else {
-                best
-            }
-        })
-        .0 as u32
 }
 
 #[test]

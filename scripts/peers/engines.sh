@@ -2,7 +2,7 @@
 # The engine configurations compare_peers.sh can run, with matched settings (2 threads, context
 # 2048, prefix caching off, loopback), and how to start each one. Sourced after common.sh.
 #
-# Tags: candela-bf16 candela-f16 candela-q4_0 vllm-fp32 vllm-bf16 llamacpp-f16 llamacpp-q4_0
+# Tags: candela-bf16 candela-awq candela-f16 candela-q4_0 vllm-fp32 vllm-bf16 llamacpp-f16 llamacpp-q4_0
 #       (random Qwen2.5-0.5B shape) and candela-smollm2 llamacpp-smollm2 (real SmolLM2-135M Q4_1).
 
 MAX_MODEL_LEN="${MAX_MODEL_LEN:-2048}"
@@ -26,6 +26,7 @@ engine_meta() {
   esac
   case "$tag" in
     candela-bf16) PRECISION=bf16; MODEL_PATH="$RAND_MODEL" ;;
+    candela-awq) PRECISION="AWQ int4"; MODEL_PATH="$RAND_MODEL_AWQ" ;;
     candela-f16) PRECISION="F16 GGUF"; MODEL_PATH="$GGUF_F16" ;;
     candela-q4_0) PRECISION="Q4_0 GGUF"; MODEL_PATH="$GGUF_Q4_0" ;;
     vllm-fp32) PRECISION=fp32; MODEL_PATH="$RAND_MODEL" ;;

@@ -23,6 +23,12 @@ if [ ! -s "$RAND_MODEL/model.safetensors" ]; then
   "$CANDELA" make-random-model --out "$RAND_MODEL" --preset qwen2.5-0.5b --tokenizer-from "$TOK_DIR" --seed 0
 fi
 
+if [ ! -s "$RAND_MODEL_AWQ/model.safetensors" ]; then
+  [ -x "$CANDELA" ] || die "$CANDELA not built"
+  log "writing the random Qwen2.5-0.5B-shaped AWQ int4 checkpoint (group 128, as Qwen2.5-*-AWQ ship)"
+  "$CANDELA" make-random-model --out "$RAND_MODEL_AWQ" --preset qwen2.5-0.5b --quant awq --tokenizer-from "$TOK_DIR" --seed 0
+fi
+
 if [ ! -s "$GGUF_F16" ]; then
   [ -x "$VENV_VLLM/bin/python" ] || die "F16 GGUF conversion needs torch+transformers (the vLLM venv)"
   log "converting to GGUF F16"

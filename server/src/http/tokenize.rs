@@ -2,7 +2,7 @@
 //! `POST /detokenize`, with vLLM's request and response fields.
 
 use super::error::{parse_json, ApiError};
-use super::openai::render::{render_chat, template_extra, RenderOptions};
+use super::openai::render::{render_chat, RenderOptions};
 use super::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -45,16 +45,13 @@ pub async fn tokenize(
     let ids = match (&req.prompt, &req.messages) {
         (Some(p), None) => tok.encode(p, req.add_special_tokens.unwrap_or(true)),
         (None, Some(m)) => {
-            let continue_final = req.continue_final_message.unwrap_or(false);
-            let opts = RenderOptions {
-                add_generation_prompt: req.add_generation_prompt.unwrap_or(!continue_final),
-                continue_final_message: continue_final,
-                extra: template_extra(
-                    req.tools.as_ref(),
-                    req.documents.as_ref(),
-                    req.chat_template_kwargs.as_ref(),
-                )?,
-            };
+            let opts = RenderOptions::from_request(
+                req.add_generation_prompt,
+                req.continue_final_message,
+                req.tools.as_ref(),
+                req.documents.as_ref(),
+                req.chat_template_kwargs.as_ref(),
+            )?;
             let text = render_chat(&ready, m, opts)?;
             tok.encode(&text, req.add_special_tokens.unwrap_or(false))
         }

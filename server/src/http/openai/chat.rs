@@ -3,7 +3,7 @@
 //! `chat.completion.chunk` events.
 
 use super::logprobs;
-use super::render::{render_chat, template_extra, RenderOptions};
+use super::render::{render_chat, RenderOptions};
 use super::types::{resolve_max_tokens, sampling_params, stream_flags, ChatRequest};
 use crate::http::error::{parse_json, ApiError};
 use crate::http::generate::{
@@ -52,16 +52,13 @@ pub async fn chat_completions(
             "chat_template",
         ));
     }
-    let continue_final = req.continue_final_message.unwrap_or(false);
-    let opts = RenderOptions {
-        add_generation_prompt: req.add_generation_prompt.unwrap_or(!continue_final),
-        continue_final_message: continue_final,
-        extra: template_extra(
-            req.tools.as_ref(),
-            req.documents.as_ref(),
-            req.chat_template_kwargs.as_ref(),
-        )?,
-    };
+    let opts = RenderOptions::from_request(
+        req.add_generation_prompt,
+        req.continue_final_message,
+        req.tools.as_ref(),
+        req.documents.as_ref(),
+        req.chat_template_kwargs.as_ref(),
+    )?;
     let text = render_chat(&ready, &req.messages, opts)?;
     let handle = &ready.handle;
     let add_special = req.common.add_special_tokens.unwrap_or(false);

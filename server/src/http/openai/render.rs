@@ -18,6 +18,25 @@ pub struct RenderOptions {
     pub extra: Map<String, Value>,
 }
 
+impl RenderOptions {
+    /// Options from a request's fields, with vLLM's defaults: `add_generation_prompt` defaults
+    /// to true unless the final message is continued.
+    pub fn from_request(
+        add_generation_prompt: Option<bool>,
+        continue_final_message: Option<bool>,
+        tools: Option<&Value>,
+        documents: Option<&Value>,
+        kwargs: Option<&Value>,
+    ) -> Result<Self, ApiError> {
+        let continue_final = continue_final_message.unwrap_or(false);
+        Ok(RenderOptions {
+            add_generation_prompt: add_generation_prompt.unwrap_or(!continue_final),
+            continue_final_message: continue_final,
+            extra: template_extra(tools, documents, kwargs)?,
+        })
+    }
+}
+
 /// Flattens a message `content` to a string: strings as they are, text parts joined by newlines.
 fn content_text(content: &Value, index: usize) -> Result<Value, ApiError> {
     match content {

@@ -145,15 +145,6 @@ impl Linear {
         w + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
 
-    /// Whether any part of the weight is stored as int4.
-    pub fn is_quantized(&self) -> bool {
-        match &self.kind {
-            Kind::Dense(_) => false,
-            Kind::Int4(_) => true,
-            Kind::Split(parts) => parts.iter().any(Linear::is_quantized),
-        }
-    }
-
     /// `y[r] = x[r] Wᵀ + b` for each of the `rows` rows. Shapes: `x` `[rows, in]` → `[rows, out]`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         if x.len() != rows * self.in_dim {

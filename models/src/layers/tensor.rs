@@ -1,4 +1,4 @@
-//! Weight fetching with shape checks and dtype rounding, and raw f32 access to CPU tensors.
+//! Weight fetching with shape checks and dtype rounding (small tensors: norms, biases).
 
 use super::{LoadOptions, WeightDType};
 use crate::error::{ModelError, Result};
@@ -38,17 +38,4 @@ pub fn fetch_vec(
     Ok(fetch(src, name, shape, opts)?
         .flatten_all()?
         .to_vec1::<f32>()?)
-}
-
-/// Runs `f` on the f32 data of a contiguous CPU tensor without copying it.
-pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        return Err(ModelError::Config("tensor is not on the CPU".into()));
-    };
-    let data = cpu.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| ModelError::Config("tensor is not contiguous".into()))?;
-    Ok(f(&data[start..end]))
 }

@@ -17,12 +17,11 @@
 mod common;
 use common::*;
 
-use candela_kernels::KvLayout;
 use candela_models::layers::quant::{unpack_checkpoint, QuantLinear};
 use candela_models::layers::{QuantConfig, QuantMethod};
 use candela_models::loader::safetensors::SafetensorsWeights;
 use candela_models::registry::load_model;
-use candela_models::{ForwardBatch, KvCache, LoadOptions, ModelConfig, WeightDType};
+use candela_models::{LoadOptions, ModelConfig, WeightDType};
 use candle_core::Device;
 
 const TOL: f32 = 2e-4;
@@ -78,73 +77,7 @@ fn unpacked_weights_equal_the_reference_dequantization() {
 }
 
 fn check_logits(name: &str) {
-    let (cfg, weights, quant) = open(name);
-    let model = load_model(
-        &cfg,
-        &weights,
-        &LoadOptions::new(WeightDType::Auto).with_quant(Some(quant)),
-    )
-    .unwrap();
-    let layout = KvLayout {
-        block_size: 4,
-        n_kv_heads: cfg.num_key_value_heads,
-        head_dim: cfg.head_dim,
-    };
-    let mut worst = 0.0f32;
-    for (ci, case) in cases(name).iter().enumerate() {
-        let all: Vec<u32> = case
-            .input_ids
-            .iter()
-            .chain(&case.greedy_ids)
-            .copied()
-            .collect();
-        let n_blocks = all.len().div_ceil(layout.block_size) + 1;
-        let table: Vec<u32> = (0..n_blocks as u32).rev().collect();
-
-        // 1. One prefill over prompt + greedy continuation (GEMM kernels): every row checked.
-        let mut kv = KvCache::new(cfg.num_hidden_layers, n_blocks, layout, Default::default());
-        let mut b = ForwardBatch::default();
-        b.push_seq(&all[..all.len() - 1], 0, &table, layout.block_size);
-        b.logits_rows = (0..all.len() - 1).collect();
-        let logits = model.forward(&b, &mut kv).unwrap();
-        for (r, row) in logits.chunks(cfg.vocab_size).enumerate() {
-            let d = max_abs_diff(row, &case.logits[r]);
-            worst = worst.max(d);
-            assert!(d < TOL, "{name} case {ci} prefill row {r}: max |Δ| {d}");
-        }
-
-        // 2. Prompt prefill, then one decode step (GEMV kernels) per greedy token.
-        let mut kv = KvCache::new(cfg.num_hidden_layers, n_blocks, layout, Default::default());
-        let p = case.input_ids.len();
-        let mut b = ForwardBatch::default();
-        let last = b.push_seq(&case.input_ids, 0, &table, layout.block_size);
-        b.logits_rows = vec![last];
-        let mut row = model.forward(&b, &mut kv).unwrap();
-        let mut ids_checked = true;
-        for step in 0..case.greedy_ids.len() {
-            let d = max_abs_diff(&row, &case.logits[p - 1 + step]);
-            worst = worst.max(d);
-            assert!(d < TOL, "{name} case {ci} decode step {step}: max |Δ| {d}");
-            ids_checked &= case.margins[step] >= 2.0 * TOL;
-            if ids_checked {
-                assert_eq!(
-                    argmax(&row),
-                    case.greedy_ids[step],
-                    "{name} case {ci} greedy id at step {step}"
-                );
-            }
-            let mut b = ForwardBatch::default();
-            let last = b.push_seq(
-                &[case.greedy_ids[step]],
-                p + step,
-                &table,
-                layout.block_size,
-            );
-            b.logits_rows = vec![last];
-            row = model.forward(&b, &mut kv).unwrap();
-        }
-    }
-    eprintln!("{name}: max |Δlogit| over all prompt and decode positions = {worst:e}");
+    check_teacher_forced(name, LoadOptions::new(WeightDType::Auto), TOL);
 }
 
 #[test]

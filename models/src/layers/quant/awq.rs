@@ -3,7 +3,7 @@
 //! output column `8c + AWQ_ORDER[p]`) and `scales` `[groups, out]` f16, repacking them into the
 //! kernel layout, and the plain dequantization used as a test oracle.
 
-use super::{f16_bits, ints, QuantConfig};
+use super::{f16_bits, group_layout, ints, QuantConfig};
 use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
 use candela_kernels::Int4Weights;
@@ -27,13 +27,7 @@ fn read(
     n: usize,
     cfg: &QuantConfig,
 ) -> Result<Raw> {
-    if !n.is_multiple_of(8) || !k.is_multiple_of(8) {
-        return Err(ModelError::Config(format!(
-            "{prefix}: AWQ needs in/out features that are multiples of 8, got {k}/{n}"
-        )));
-    }
-    let gs = cfg.group_size.unwrap_or(k);
-    let groups = k.div_ceil(gs);
+    let (gs, groups) = group_layout(prefix, "AWQ", k, n, cfg)?;
     Ok(Raw {
         qweight: ints(src, &format!("{prefix}.qweight"), &[k, n / 8])?,
         qzeros: ints(src, &format!("{prefix}.qzeros"), &[groups, n / 8])?,

@@ -7,7 +7,7 @@
 //! (a stable sort, so each group's channels become one contiguous run) and the kernel sees the
 //! permuted channels; [`super::QuantLinear`] permutes `x` the same way at run time.
 
-use super::{f16_bits, ints, QuantConfig, QuantFormat};
+use super::{f16_bits, group_layout, ints, QuantConfig, QuantFormat};
 use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
 use candela_kernels::Int4Weights;
@@ -31,13 +31,7 @@ fn read(
     cfg: &QuantConfig,
 ) -> Result<Raw> {
     let bad = |m: String| Err(ModelError::Config(format!("{prefix}: {m}")));
-    if !k.is_multiple_of(8) || !n.is_multiple_of(8) {
-        return bad(format!(
-            "GPTQ needs in/out features that are multiples of 8, got {k}/{n}"
-        ));
-    }
-    let gs = cfg.group_size.unwrap_or(k);
-    let groups = k.div_ceil(gs);
+    let (gs, groups) = group_layout(prefix, "GPTQ", k, n, cfg)?;
     let gname = format!("{prefix}.g_idx");
     let g_idx: Vec<usize> = if src.contains(&gname) {
         let raw = ints(src, &gname, &[k])?;

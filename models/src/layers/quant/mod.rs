@@ -14,6 +14,24 @@ use crate::weights::WeightSource;
 use candela_kernels::Int4Weights;
 use candle_core::DType;
 
+/// `(group_size, groups)` of a `[k in, n out]` projection packed 8 nibbles per int32, after
+/// checking both dimensions are multiples of 8 (`format` names the checkpoint type in errors).
+fn group_layout(
+    prefix: &str,
+    format: &str,
+    k: usize,
+    n: usize,
+    cfg: &QuantConfig,
+) -> Result<(usize, usize)> {
+    if !k.is_multiple_of(8) || !n.is_multiple_of(8) {
+        return Err(ModelError::Config(format!(
+            "{prefix}: {format} needs in/out features that are multiples of 8, got {k}/{n}"
+        )));
+    }
+    let gs = cfg.group_size.unwrap_or(k);
+    Ok((gs, k.div_ceil(gs)))
+}
+
 /// Fetches an int32 tensor with shape `shape` as a vector.
 fn ints(src: &dyn WeightSource, name: &str, shape: &[usize]) -> Result<Vec<i32>> {
     let t = src.get(name)?;

@@ -13,6 +13,7 @@ use crate::stats::EngineStats;
 use crate::tokenizer::Tokenizer;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A request admitted by the handle: tokenized and validated.
@@ -39,6 +40,7 @@ struct SeqState {
     output: Vec<u32>,
     seed: u64,
     detok: IncrementalDetokenizer,
+    first_scheduled: Option<Instant>,
 }
 
 struct ReqState {
@@ -146,6 +148,7 @@ impl EngineCore {
                     output: Vec::new(),
                     seed: seq_seed(req.seed, index),
                     detok,
+                    first_scheduled: None,
                 },
             );
             seq_ids.push(seq_id);
@@ -178,6 +181,7 @@ impl EngineCore {
                     logprobs: Vec::new(),
                     finish_reason: Some(FinishReason::Abort),
                     stop_reason: None,
+                    first_scheduled: st.first_scheduled,
                 }));
             }
         }
@@ -192,6 +196,12 @@ impl EngineCore {
         if plan.seqs.is_empty() {
             self.refresh_gauges();
             return false;
+        }
+        let now = Instant::now();
+        for s in &plan.seqs {
+            if let Some(st) = self.seqs.get_mut(&s.seq_id) {
+                st.first_scheduled.get_or_insert(now);
+            }
         }
         let mut logits = match self.runner.execute(&plan) {
             Ok(l) => l,
@@ -294,6 +304,7 @@ impl EngineCore {
             logprobs,
             finish_reason: finish,
             stop_reason,
+            first_scheduled: st.first_scheduled,
         };
         let req_id = st.req_id.clone();
         if finish.is_some() {

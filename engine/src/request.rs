@@ -2,6 +2,7 @@
 
 use crate::sampling::SamplingParams;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// A prompt as text or as token ids.
@@ -88,6 +89,9 @@ pub struct SeqDelta {
     pub finish_reason: Option<FinishReason>,
     /// The stop token or string, when that is why it finished.
     pub stop_reason: Option<StopReason>,
+    /// When the engine first scheduled this sequence (its queue time ends there); `None` if it
+    /// never ran (an abort while waiting).
+    pub first_scheduled: Option<Instant>,
 }
 
 /// An event on a request's stream.

@@ -162,6 +162,7 @@ def test_metrics_counters_move(client, server):
     assert d("vllm:request_success_total", finished_reason="length") == 1
     assert d("vllm:e2e_request_latency_seconds_count") == 1
     assert d("vllm:time_to_first_token_seconds_count") == 1
+    assert d("vllm:request_queue_time_seconds_count") == 1
     assert d("vllm:request_prompt_tokens_sum") == r.usage.prompt_tokens
     assert d("vllm:prefix_cache_queries_total") >= 0
     assert metric(after, "vllm:gpu_prefix_cache_queries_total") == metric(after, "vllm:prefix_cache_queries_total")

@@ -86,6 +86,7 @@ impl Running {
             Some(RequestEvent::Delta(d)) => {
                 let i = d.index;
                 if let Some(t) = self.timings.get_mut(i) {
+                    t.scheduled = t.scheduled.or(d.first_scheduled);
                     self.state.metrics.on_tokens(t, d.token_ids.len());
                 }
                 if let Some(reason) = d.finish_reason {

@@ -84,13 +84,14 @@ enum H {
     Prefill,
     Decode,
     Inference,
+    Queue,
     PromptTokens,
     GenTokens,
     ParamsN,
     ParamsMaxTokens,
 }
 
-const HISTS: [(H, &str, &str); 11] = [
+const HISTS: [(H, &str, &str); 12] = [
     (
         H::Ttft,
         "time_to_first_token_seconds",
@@ -114,7 +115,7 @@ const HISTS: [(H, &str, &str); 11] = [
     (
         H::Prefill,
         "request_prefill_time_seconds",
-        "Time from submission to the first token (queue included), seconds.",
+        "Time from first being scheduled to the first token, seconds.",
     ),
     (
         H::Decode,
@@ -124,7 +125,12 @@ const HISTS: [(H, &str, &str); 11] = [
     (
         H::Inference,
         "request_inference_time_seconds",
-        "Time from submission to the last token, seconds.",
+        "Time from first being scheduled to the last token, seconds.",
+    ),
+    (
+        H::Queue,
+        "request_queue_time_seconds",
+        "Time from submission to first being scheduled, seconds.",
     ),
     (
         H::PromptTokens,
@@ -160,6 +166,8 @@ pub struct SeqTiming {
     pub arrival: Instant,
     /// When it was submitted to the engine.
     pub submitted: Instant,
+    /// When the engine first scheduled it (from its deltas; `None` until then).
+    pub scheduled: Option<Instant>,
     /// First output token.
     pub first_token: Option<Instant>,
     /// Latest output token.
@@ -174,6 +182,7 @@ impl SeqTiming {
         Self {
             arrival,
             submitted,
+            scheduled: None,
             first_token: None,
             last_token: None,
             num_tokens: 0,
@@ -258,9 +267,13 @@ impl Metrics {
             }
             let h = &mut i.hists;
             h[H::E2e as usize].observe(secs(now - t.arrival));
-            h[H::Inference as usize].observe(secs(now - t.submitted));
+            // vLLM's split: queue = submitted → first scheduled, then prefill / inference from
+            // there (a request that never ran counts its whole life as queue time).
+            let scheduled = t.scheduled.unwrap_or(now);
+            h[H::Queue as usize].observe(secs(scheduled.saturating_duration_since(t.submitted)));
+            h[H::Inference as usize].observe(secs(now.saturating_duration_since(scheduled)));
             if let (Some(first), Some(last)) = (t.first_token, t.last_token) {
-                h[H::Prefill as usize].observe(secs(first - t.submitted));
+                h[H::Prefill as usize].observe(secs(first.saturating_duration_since(scheduled)));
                 h[H::Decode as usize].observe(secs(last - first));
                 if t.num_tokens > 1 {
                     let per = secs(last - first) / (t.num_tokens - 1) as f64;
@@ -393,7 +406,9 @@ fn default_buckets(h: H, max_model_len: usize) -> Vec<f64> {
     match h {
         H::Ttft => TTFT_BUCKETS.to_vec(),
         H::Itl | H::Tpot => TOKEN_LATENCY_BUCKETS.to_vec(),
-        H::E2e | H::Prefill | H::Decode | H::Inference => REQUEST_LATENCY_BUCKETS.to_vec(),
+        H::E2e | H::Prefill | H::Decode | H::Inference | H::Queue => {
+            REQUEST_LATENCY_BUCKETS.to_vec()
+        }
         H::ParamsN => N_BUCKETS.to_vec(),
         H::PromptTokens | H::GenTokens | H::ParamsMaxTokens => buckets_125(max_model_len.max(1)),
     }
@@ -458,6 +473,31 @@ mod tests {
         assert_eq!(fmt_f64(0.025), "0.025");
         assert_eq!(fmt_f64(f64::INFINITY), "+Inf");
         assert_eq!(escape_label("a\"b"), "a\\\"b");
+    }
+
+    #[test]
+    fn queue_time_ends_when_the_engine_first_schedules() {
+        let m = Metrics::new("m");
+        let t0 = Instant::now() - std::time::Duration::from_secs(2);
+        let mut t = SeqTiming::new(t0, t0);
+        t.scheduled = Some(t0 + std::time::Duration::from_millis(1500));
+        m.on_tokens(&mut t, 1);
+        m.on_finished(&t, 3, "stop");
+        let text = m.render(None);
+        let l = "engine=\"0\",model_name=\"m\"";
+        // 1.5 s in the queue: above the 1.0 bucket, inside 2.5; prefill (< 0.5 s) below 1.0.
+        assert!(
+            text.contains(&format!(
+                "vllm:request_queue_time_seconds_bucket{{{l},le=\"1.0\"}} 0.0\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "vllm:request_queue_time_seconds_bucket{{{l},le=\"2.5\"}} 1.0\n"
+        )));
+        assert!(text.contains(&format!(
+            "vllm:request_prefill_time_seconds_bucket{{{l},le=\"1.0\"}} 1.0\n"
+        )));
     }
 
     #[test]

@@ -77,22 +77,32 @@ impl DenseMatrix {
             return Ok(parts.into_iter().next().expect("one part"));
         }
         let n = parts.iter().map(|p| p.n).sum();
+        // Parts in the first one's precision are copied as stored; others go through f32.
         let store = match &*parts[0].store {
-            DenseStore::F32(_) => DenseStore::F32(parts.iter().flat_map(|p| p.to_f32()).collect()),
-            DenseStore::BF16(_) => DenseStore::BF16(
-                parts
-                    .iter()
-                    .flat_map(|p| p.to_f32())
-                    .map(bf16::from_f32)
-                    .collect(),
-            ),
-            DenseStore::F16(_) => DenseStore::F16(
-                parts
-                    .iter()
-                    .flat_map(|p| p.to_f32())
-                    .map(f16::from_f32)
-                    .collect(),
-            ),
+            DenseStore::F32(_) => DenseStore::F32(concat(
+                &parts,
+                |s| match s {
+                    DenseStore::F32(v) => Some(v),
+                    _ => None,
+                },
+                |x| x,
+            )),
+            DenseStore::BF16(_) => DenseStore::BF16(concat(
+                &parts,
+                |s| match s {
+                    DenseStore::BF16(v) => Some(v),
+                    _ => None,
+                },
+                bf16::from_f32,
+            )),
+            DenseStore::F16(_) => DenseStore::F16(concat(
+                &parts,
+                |s| match s {
+                    DenseStore::F16(v) => Some(v),
+                    _ => None,
+                },
+                f16::from_f32,
+            )),
         };
         Ok(DenseMatrix {
             store: Arc::new(store),
@@ -153,4 +163,21 @@ impl DenseMatrix {
         matmul(x, rows, self.weight(), self.n, self.k, &mut out);
         out
     }
+}
+
+/// Concatenates the parts' values: slices `same` recognises are copied as they are, the rest are
+/// widened to f32 and converted with `from_f32`.
+fn concat<T: Copy>(
+    parts: &[DenseMatrix],
+    same: impl Fn(&DenseStore) -> Option<&Vec<T>>,
+    from_f32: impl Fn(f32) -> T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.n * p.k).sum());
+    for p in parts {
+        match same(&p.store) {
+            Some(v) => out.extend_from_slice(v),
+            None => out.extend(p.to_f32().into_iter().map(&from_f32)),
+        }
+    }
+    out
 }

@@ -1,7 +1,8 @@
 //! FP8 KV cache (`--kv-cache-dtype fp8` = E4M3, `fp8_e5m2`) against the HF goldens of the
 //! random-weight fixtures: prompt prefill, then greedy decoding *on our own argmax* (free
 //! running, as a server would), with K and V stored as FP8 (per-tensor scale 1.0, vLLM's
-//! default) and everything else in f32.
+//! default) and everything else in f32 (int4 projections with exact f32 activations, so
+//! only the cache's rounding is measured).
 //!
 //! What is asserted, per fixture and case:
 //! - logits at every position up to the first token where our ids diverge from the golden ones
@@ -27,7 +28,9 @@ use candela_models::kv_cache::KvCacheDType;
 use candela_models::layers::QuantConfig;
 use candela_models::loader::safetensors::SafetensorsWeights;
 use candela_models::registry::load_model;
-use candela_models::{ForwardBatch, KvCache, LoadOptions, ModelConfig, WeightDType};
+use candela_models::{
+    ForwardBatch, Int4Activations, KvCache, LoadOptions, ModelConfig, WeightDType,
+};
 
 fn tol(dtype: KvCacheDType) -> f32 {
     match dtype {
@@ -44,7 +47,9 @@ fn check(name: &str, dtype: KvCacheDType) {
     let model = load_model(
         &cfg,
         &weights,
-        &LoadOptions::new(WeightDType::Auto).with_quant(quant),
+        &LoadOptions::new(WeightDType::Auto)
+            .with_quant(quant)
+            .with_int4_activations(Int4Activations::F32),
     )
     .unwrap();
     let layout = KvLayout {

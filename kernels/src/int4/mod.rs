@@ -2,7 +2,8 @@
 //! dequantized in registers (AWQ / GPTQ after repacking). This module owns the kernel layout
 //! ([`Int4Weights`]), its validation, the threading (rayon, split over output columns) and the
 //! dispatch between the AVX2+FMA path (`avx2.rs`), the portable path and the scalar reference
-//! (`scalar.rs`).
+//! (`scalar.rs`). The int8-activation ("Q8") variants quantize the activations per group and
+//! use integer dot products (`q8.rs`: quantizer, layout, reference; `vnni.rs`: AVX-512 VNNI).
 //!
 //! Kernel layout, per output column `c` (of `n`) and input channel `i` (of `k`):
 //! - `qweight[c * k/8 + i/8]` holds `q(c, i)` in bits `4*(i%8)..4*(i%8)+4` (K contiguous);
@@ -17,10 +18,13 @@
 
 mod avx2;
 mod prepared;
+mod q8;
 mod scalar;
+mod vnni;
 
 use rayon::prelude::*;
 
+pub use q8::matmul_q8_reference;
 pub use scalar::matmul_reference;
 
 /// Rows up to which the GEMV (decode) kernels are used; larger batches use the tiled GEMM.
@@ -46,6 +50,13 @@ pub enum Int4Impl {
     Portable,
     /// `#[target_feature(enable = "avx2,fma,f16c")]` intrinsics.
     Avx2,
+    /// Int8 activations (quantized per group, see `q8.rs`), scalar reference
+    /// ([`matmul_q8_reference`]): slow, for tests. Not exact: the activations are rounded to
+    /// `max|x| / 127` steps per group. More than [`GEMV_MAX_ROWS`] rows are exact.
+    Q8Reference,
+    /// Int8 activations with AVX-512 VNNI (`vpdpbusd`) for 1..=[`GEMV_MAX_ROWS`] rows; larger
+    /// batches use the exact [`Int4Impl::best`] path.
+    Q8Avx512,
 }
 
 impl Int4Impl {
@@ -58,11 +69,31 @@ impl Int4Impl {
         }
     }
 
-    /// Every implementation this CPU can run (the reference first).
+    /// The fastest int8-activation implementation this CPU supports, or [`Int4Impl::best`]
+    /// (exact f32 activations) when it has none.
+    pub fn best_q8() -> Self {
+        if vnni::available() {
+            Int4Impl::Q8Avx512
+        } else {
+            Int4Impl::best()
+        }
+    }
+
+    /// Whether this implementation quantizes the activations to int8 (for 1..=8 rows).
+    pub fn is_q8(self) -> bool {
+        matches!(self, Int4Impl::Q8Reference | Int4Impl::Q8Avx512)
+    }
+
+    /// Every implementation this CPU can run (the references first): the exact ones, then the
+    /// int8-activation ones (see [`Int4Impl::is_q8`]).
     pub fn available() -> Vec<Self> {
         let mut v = vec![Int4Impl::Reference, Int4Impl::Portable];
         if avx2::available() {
             v.push(Int4Impl::Avx2);
+        }
+        v.push(Int4Impl::Q8Reference);
+        if vnni::available() {
+            v.push(Int4Impl::Q8Avx512);
         }
         v
     }
@@ -261,6 +292,15 @@ impl Int4Weights {
                 self.run_parallel(rows, out, |c0, c1, o| avx2::cols(self, &prep, c0, c1, o));
             }
             Int4Impl::Avx2 => return Err(Int4Error::Unavailable(imp)),
+            Int4Impl::Q8Reference => return q8::matmul_q8_reference(self, x, rows, out),
+            Int4Impl::Q8Avx512 if vnni::available() => {
+                if rows > GEMV_MAX_ROWS {
+                    return self.matmul_with(Int4Impl::best(), x, rows, out);
+                }
+                let prep = q8::Q8Prepared::new(self, x, rows);
+                self.run_parallel(rows, out, |c0, c1, o| vnni::cols(self, &prep, c0, c1, o));
+            }
+            Int4Impl::Q8Avx512 => return Err(Int4Error::Unavailable(imp)),
         }
         Ok(())
     }
@@ -320,5 +360,7 @@ impl Int4Weights {
     }
 }
 
+#[cfg(test)]
+mod q8_tests;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ fn xorshift(seed: u32) -> impl FnMut() -> u32 {
     }
 }
 
-fn random_weights(k: usize, n: usize, gs: usize, seed: u32) -> Int4Weights {
+pub(super) fn random_weights(k: usize, n: usize, gs: usize, seed: u32) -> Int4Weights {
     let mut rng = xorshift(seed);
     let groups = k.div_ceil(gs);
     let qweight = (0..n * k / 8).map(|_| rng()).collect();
@@ -23,7 +23,7 @@ fn random_weights(k: usize, n: usize, gs: usize, seed: u32) -> Int4Weights {
     Int4Weights::new(k, n, gs, qweight, scales, zeros).unwrap()
 }
 
-fn random_x(len: usize, seed: u32) -> Vec<f32> {
+pub(super) fn random_x(len: usize, seed: u32) -> Vec<f32> {
     let mut rng = xorshift(seed);
     (0..len)
         .map(|_| (rng() % 20001) as f32 / 10000.0 - 1.0)
@@ -69,7 +69,7 @@ fn every_path_matches_reference_on_odd_shapes() {
     ];
     for imp in Int4Impl::available()
         .into_iter()
-        .filter(|&i| i != Int4Impl::Reference)
+        .filter(|&i| i != Int4Impl::Reference && !i.is_q8())
     {
         for &(k, n, gs) in &shapes {
             for rows in [1, 2, 3, 4, 5, 6, 7, 8, 9, 33] {
@@ -83,7 +83,7 @@ fn every_path_matches_reference_on_odd_shapes() {
 fn large_shapes_split_over_threads() {
     for imp in Int4Impl::available()
         .into_iter()
-        .filter(|&i| i != Int4Impl::Reference)
+        .filter(|&i| i != Int4Impl::Reference && !i.is_q8())
     {
         for rows in [1, 3, 8, 33] {
             check(512, 300, 128, rows, imp);

@@ -86,7 +86,10 @@ impl Linear {
         } else if let (true, Some(q)) = (quantized.iter().all(|&q| q), &opts.quant) {
             let loaded = parts
                 .iter()
-                .map(|&(p, out)| QuantLinear::load(src, p, in_dim, out, q))
+                .map(|&(p, out)| {
+                    QuantLinear::load(src, p, in_dim, out, q)
+                        .map(|l| l.with_activations(opts.int4_activations))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let mut fused = QuantLinear::fuse(loaded)?;
             if fused.len() == 1 {

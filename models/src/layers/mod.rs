@@ -26,6 +26,19 @@ pub enum WeightDType {
 
 pub use quant::{QuantConfig, QuantMethod};
 
+/// How int4 (AWQ/GPTQ) projections treat their activations in decode-sized batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Int4Activations {
+    /// Quantize each activation row to int8 per weight group and use integer dot products
+    /// (VNNI where the CPU has it; as llama.cpp's Q4×Q8 and IPEX's int8 weight-only mode).
+    /// Decode batches (≤ 8 rows) only; prefill stays exact. Falls back to `F32` on CPUs
+    /// without a fast int8 path.
+    #[default]
+    Int8,
+    /// Exact: dequantize to f32 and multiply in f32.
+    F32,
+}
+
 /// Options that apply to every weight of a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -35,17 +48,29 @@ pub struct LoadOptions {
     /// The checkpoint's int4 quantization (from [`QuantConfig::resolve`]); `None` for dense
     /// checkpoints. Projections with `<prefix>.qweight` then load as packed int4.
     pub quant: Option<QuantConfig>,
+    /// Activation precision of the int4 projections.
+    pub int4_activations: Int4Activations,
 }
 
 impl LoadOptions {
     /// Dense loading at `dtype`.
     pub fn new(dtype: WeightDType) -> Self {
-        LoadOptions { dtype, quant: None }
+        LoadOptions {
+            dtype,
+            quant: None,
+            int4_activations: Int4Activations::default(),
+        }
     }
 
     /// Sets the checkpoint's quantization.
     pub fn with_quant(mut self, quant: Option<QuantConfig>) -> Self {
         self.quant = quant;
+        self
+    }
+
+    /// Sets the int4 projections' activation precision.
+    pub fn with_int4_activations(mut self, a: Int4Activations) -> Self {
+        self.int4_activations = a;
         self
     }
 }

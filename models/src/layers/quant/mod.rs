@@ -9,9 +9,10 @@ mod gptq;
 
 pub use config::{QuantConfig, QuantFormat, QuantMethod, SUPPORTED_METHODS};
 
+use super::Int4Activations;
 use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
-use candela_kernels::Int4Weights;
+use candela_kernels::{Int4Impl, Int4Weights};
 use candle_core::DType;
 
 /// `(group_size, groups)` of a `[k in, n out]` projection packed 8 nibbles per int32, after
@@ -73,6 +74,8 @@ pub struct QuantLinear {
     w: Int4Weights,
     /// Act-order: kernel input position → original input channel, `[in_dim]`.
     perm: Option<Vec<u32>>,
+    /// The kernel implementation (exact or int8 activations).
+    imp: Int4Impl,
 }
 
 impl QuantLinear {
@@ -88,12 +91,26 @@ impl QuantLinear {
             QuantFormat::AwqGemm => Ok(QuantLinear {
                 w: awq::load(src, prefix, in_dim, out_dim, cfg)?,
                 perm: None,
+                imp: Int4Impl::best(),
             }),
             QuantFormat::GptqV1 | QuantFormat::GptqV2 => {
                 let (w, perm) = gptq::load(src, prefix, in_dim, out_dim, cfg)?;
-                Ok(QuantLinear { w, perm })
+                Ok(QuantLinear {
+                    w,
+                    perm,
+                    imp: Int4Impl::best(),
+                })
             }
         }
+    }
+
+    /// Chooses the activation precision (loading picks exact f32).
+    pub fn with_activations(mut self, a: Int4Activations) -> Self {
+        self.imp = match a {
+            Int4Activations::Int8 => Int4Impl::best_q8(),
+            Int4Activations::F32 => Int4Impl::best(),
+        };
+        self
     }
 
     /// Stacks projections of the same input along the output dimension, staying packed.
@@ -105,6 +122,7 @@ impl QuantLinear {
         for p in parts {
             if let Some(last) = run.last() {
                 if last.perm != p.perm
+                    || last.imp != p.imp
                     || last.w.group_size() != p.w.group_size()
                     || last.w.k() != p.w.k()
                 {
@@ -125,10 +143,10 @@ impl QuantLinear {
                 .pop()
                 .ok_or_else(|| ModelError::Config("empty fused projection".into()));
         }
-        let perm = run[0].perm.clone();
+        let (perm, imp) = (run[0].perm.clone(), run[0].imp);
         let w = Int4Weights::concat(run.into_iter().map(|p| p.w).collect())
             .map_err(|e| ModelError::Config(e.to_string()))?;
-        Ok(QuantLinear { w, perm })
+        Ok(QuantLinear { w, perm, imp })
     }
 
     /// Input features.
@@ -168,7 +186,7 @@ impl QuantLinear {
             }
         };
         self.w
-            .matmul(xs, rows, &mut y)
+            .matmul_with(self.imp, xs, rows, &mut y)
             .map_err(|e| ModelError::Config(e.to_string()))?;
         Ok(y)
     }

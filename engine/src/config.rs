@@ -1,7 +1,7 @@
 //! `EngineConfig`: everything the engine needs, validated once; subsystems copy out their part.
 
 use candela_models::loader::source::HubOptions;
-use candela_models::WeightDType;
+use candela_models::{Int4Activations, WeightDType};
 use std::path::PathBuf;
 
 /// Where sampling defaults come from (vLLM's `--generation-config`).
@@ -48,6 +48,9 @@ pub struct EngineConfig {
     pub quantization: Option<String>,
     /// `--kv-cache-dtype` (`auto` = the model's dtype; on CPU the cache holds f32).
     pub kv_cache_dtype: String,
+    /// Activation precision of int4 (AWQ/GPTQ) projections in decode batches (candela's
+    /// `--int4-activations int8|float32`; default float32).
+    pub int4_activations: Int4Activations,
     /// `--tensor-parallel-size`.
     pub tensor_parallel_size: usize,
     /// `--pipeline-parallel-size`.
@@ -103,6 +106,7 @@ impl EngineConfig {
             max_waiting_requests: 4096,
             quantization: None,
             kv_cache_dtype: "auto".into(),
+            int4_activations: Int4Activations::F32,
             tensor_parallel_size: 1,
             pipeline_parallel_size: 1,
             data_parallel_size: 1,

@@ -83,7 +83,9 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
     let model = load_model(
         &mcfg,
         weights.as_ref(),
-        &LoadOptions::new(cfg.dtype).with_quant(quant),
+        &LoadOptions::new(cfg.dtype)
+            .with_quant(quant)
+            .with_int4_activations(cfg.int4_activations),
     )?;
     drop(weights);
     tracing::info!(

@@ -17,7 +17,7 @@ pub use batch::{ForwardBatch, SeqInput};
 pub use config::ModelConfig;
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
-pub use layers::{Int4Activations, LoadOptions, WeightDType};
+pub use layers::{DenseActivations, Int4Activations, LoadOptions, WeightDType};
 pub use weights::WeightSource;
 
 /// A causal language model over a paged KV cache.

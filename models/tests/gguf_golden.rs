@@ -3,16 +3,23 @@
 //! weights, bit for bit) and compute in f32.
 //!
 //! Tolerance: 2e-3 absolute on logits (|logit| up to ~30). 30 layers of f32 arithmetic in a
-//! different summation order (HF/MKL vs gemm + our kernels) give differences around 1e-4..1e-3.
+//! different summation order (HF/MKL vs gemm + our kernels) give differences around 1e-4..1e-3
+//! (measured 9e-5).
+//!
+//! Also run as served by default on a CPU with AVX512_BF16: activations rounded to bf16 entering
+//! every matmul (f32 accumulation, as vLLM/PyTorch in bf16). Measured max |Δlogit| 0.265 over
+//! everything checked; `TOL_BF16` = 0.6 is about 2x that, and greedy ids are compared while
+//! the golden margin is at least 1.2.
 
 use candela_kernels::KvLayout;
 use candela_models::loader::GgufWeights;
 use candela_models::registry::load_model;
-use candela_models::{ForwardBatch, KvCache, LoadOptions, WeightDType};
+use candela_models::{DenseActivations, ForwardBatch, KvCache, LoadOptions, WeightDType};
 use candle_core::Device;
 use std::path::PathBuf;
 
 const TOL: f32 = 2e-3;
+const TOL_BF16: f32 = 0.6;
 
 fn gguf() -> Option<PathBuf> {
     let p = std::env::var_os("CANDELA_SMOLLM2_GGUF")
@@ -38,6 +45,15 @@ fn gguf() -> Option<PathBuf> {
 
 #[test]
 fn smollm2_gguf_matches_hf() {
+    check(DenseActivations::F32, TOL);
+}
+
+#[test]
+fn smollm2_gguf_with_bf16_activations_stays_close_to_hf() {
+    check(DenseActivations::Bf16, TOL_BF16);
+}
+
+fn check(act: DenseActivations, tol: f32) {
     let Some(path) = gguf() else { return };
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -50,7 +66,9 @@ fn smollm2_gguf_matches_hf() {
             .unwrap();
     let w = GgufWeights::open(&path).unwrap();
     let cfg = w.config().unwrap();
-    let model = load_model(&cfg, &w, &LoadOptions::new(WeightDType::BF16)).unwrap();
+    let opts = LoadOptions::new(WeightDType::BF16).with_dense_activations(act);
+    let model = load_model(&cfg, &w, &opts).unwrap();
+    let mut worst = 0.0f32;
     let layout = KvLayout {
         block_size: 16,
         n_kv_heads: cfg.num_key_value_heads,
@@ -98,18 +116,20 @@ fn smollm2_gguf_matches_hf() {
             .zip(&want_last)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(d < TOL, "case {ci}: last prompt logits max |Δ| {d}");
+        worst = worst.max(d);
+        assert!(d < tol, "case {ci}: last prompt logits max |Δ| {d}");
         // Top-16 logits of every prompt row.
         for (r, row) in rows.iter().enumerate() {
             for (k, &id) in topk_ids[r].iter().enumerate() {
                 let d = (row[id as usize] - topk_logits[r][k]).abs();
-                assert!(d < TOL, "case {ci} row {r} top{k}: |Δ| {d}");
+                worst = worst.max(d);
+                assert!(d < tol, "case {ci} row {r} top{k}: |Δ| {d}");
             }
         }
         // Greedy decode through the cache, compared until the first small-margin step.
         let mut row = last.to_vec();
         for (step, &want) in greedy.iter().enumerate() {
-            if margins[step] < 2.0 * TOL as f64 {
+            if margins[step] < 2.0 * tol as f64 {
                 break;
             }
             let got = row
@@ -121,7 +141,8 @@ fn smollm2_gguf_matches_hf() {
             let r = prompt.len() + step;
             for (k, &id) in topk_ids[r - 1].iter().enumerate().take(4) {
                 let d = (row[id as usize] - topk_logits[r - 1][k]).abs();
-                assert!(d < TOL, "case {ci} decode {step} top{k}: |Δ| {d}");
+                worst = worst.max(d);
+                assert!(d < tol, "case {ci} decode {step} top{k}: |Δ| {d}");
             }
             let mut b = ForwardBatch::default();
             let l = b.push_seq(&[want], prompt.len() + step, &table, 16);
@@ -129,4 +150,5 @@ fn smollm2_gguf_matches_hf() {
             row = model.forward(&b, &mut kv).unwrap();
         }
     }
+    eprintln!("SmolLM2 {act:?} activations: max |Δlogit| checked = {worst:e}");
 }

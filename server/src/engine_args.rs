@@ -5,7 +5,7 @@
 
 use candela_engine::{EngineConfig, GenerationConfigMode};
 use candela_models::loader::source::HubOptions;
-use candela_models::WeightDType;
+use candela_models::{Int4Activations, WeightDType};
 use clap::{Args, ValueEnum};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -162,6 +162,19 @@ pub struct EngineArgs {
     /// KV cache precision: auto (f32 on CPU), fp8 (= fp8_e4m3) or fp8_e5m2.
     #[arg(long, default_value = "auto")]
     pub kv_cache_dtype: String,
+    /// Activations of int4 (AWQ/GPTQ) projections in decode batches: int8 (quantized per group,
+    /// integer dot products) or float32 (exact, the default).
+    #[arg(long, value_enum, default_value = "float32")]
+    pub int4_activations: Int4ActArg,
+}
+
+/// `--int4-activations` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Int4ActArg {
+    /// Per-group int8 activations.
+    Int8,
+    /// Exact f32 activations.
+    Float32,
 }
 
 impl EngineArgs {
@@ -191,6 +204,10 @@ impl EngineArgs {
         cfg.seed = self.seed;
         cfg.quantization = self.quantization.clone();
         cfg.kv_cache_dtype = self.kv_cache_dtype.clone();
+        cfg.int4_activations = match self.int4_activations {
+            Int4ActArg::Int8 => Int4Activations::Int8,
+            Int4ActArg::Float32 => Int4Activations::F32,
+        };
         cfg.hub = hub_options(env, self.revision.clone(), self.download_dir.clone());
         cfg.host_ip = env_var(env, "VLLM_HOST_IP").map(str::to_string);
         Ok(cfg)

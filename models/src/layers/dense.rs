@@ -1,11 +1,12 @@
 //! `DenseMatrix`: a `[n, k]` weight kept in its stored precision (f32, bf16 or f16) and multiplied
-//! by f32 activations through `candela_kernels::dense`. Shared (`Arc`) so a tied LM head and the
+//! by activations through `candela_kernels::dense` (f32, or rounded to bf16 for bf16 weights
+//! unless `LoadOptions::dense_activations` asks for f32). Shared (`Arc`) so a tied LM head and the
 //! embedding use one copy.
 
-use super::{LoadOptions, WeightDType};
+use super::{DenseActivations, LoadOptions, WeightDType};
 use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
-use candela_kernels::dense::{matmul, DenseWeight};
+use candela_kernels::dense::{matmul, matmul_exact, DenseWeight};
 use candle_core::DType;
 use half::{bf16, f16};
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct DenseMatrix {
     store: Arc<DenseStore>,
     n: usize,
     k: usize,
+    /// Keep activations in f32 even where the kernel would round them (bf16 weights).
+    exact: bool,
 }
 
 impl DenseMatrix {
@@ -63,6 +66,7 @@ impl DenseMatrix {
             store: Arc::new(store),
             n,
             k,
+            exact: opts.dense_activations == DenseActivations::F32,
         })
     }
 
@@ -108,6 +112,7 @@ impl DenseMatrix {
             store: Arc::new(store),
             n,
             k,
+            exact: parts[0].exact,
         })
     }
 
@@ -160,7 +165,11 @@ impl DenseMatrix {
     /// `x Wᵀ`: `[rows, k]` → `[rows, n]`.
     pub fn matmul(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut out = vec![0.0; rows * self.n];
-        matmul(x, rows, self.weight(), self.n, self.k, &mut out);
+        if self.exact {
+            matmul_exact(x, rows, self.weight(), self.n, self.k, &mut out);
+        } else {
+            matmul(x, rows, self.weight(), self.n, self.k, &mut out);
+        }
         out
     }
 }

@@ -247,6 +247,9 @@ fn engine_config(v: &Values, model: &str, env: &Env) -> Result<EngineConfig, Cli
     cfg.host_ip = env_var(env, "VLLM_HOST_IP").map(str::to_string);
     cfg.quantization = v.opt_string("quantization");
     cfg.kv_cache_dtype = v.opt_string("kv-cache-dtype").unwrap_or(cfg.kv_cache_dtype);
+    if v.opt_string("int4-activations").as_deref() == Some("int8") {
+        cfg.int4_activations = candela_models::Int4Activations::Int8;
+    }
     cfg.tensor_parallel_size = v.at_least("tensor-parallel-size", 1)?.unwrap_or(1);
     cfg.pipeline_parallel_size = v.at_least("pipeline-parallel-size", 1)?.unwrap_or(1);
     cfg.data_parallel_size = v.at_least("data-parallel-size", 1)?.unwrap_or(1);

@@ -1,0 +1,517 @@
+//! AVX-512 kernels of [`super::matmul`] (AVX-512F/BW/VL + AVX512_BF16): the bf16-weight GEMM
+//! and GEMV built on `vdpbf16ps`, and an f32-FMA GEMM for f32 / f16 weights.
+//!
+//! GEMM ("broadcast" formulation, any `rows`): activations are packed once per call into lane
+//! groups of 16 rows, `xp[g][q][lane]`, where a 32-bit element `q` is a pair of bf16 (bf16
+//! weights: `x[r, 2q]` in the low half, `x[r, 2q + 1]` in the high half, rounded to nearest
+//! even) or one f32 (`x[r, q]`, f32 / f16 weights). A weight row is already a run of such
+//! elements (bf16 pairs are adjacent in `[n, k]` storage), so the micro-kernel broadcasts one
+//! 32-bit weight element of each of `C` columns and multiplies it into `M` lane-group vectors:
+//! `M x C` accumulators, each holding 16 rows of one output column, with no horizontal sums
+//! and no weight repacking (f16 weights are widened a `C x KC` strip at a time into an f32
+//! scratch). Blocking: rayon over column panels, then row blocks of `MG` groups, `KC`-element
+//! k blocks (partial sums kept in a per-panel `[cols][rows]` scratch), `C`-column strips that
+//! stay in L1 while every row group of the block passes over them.
+//!
+//! GEMV ("dot-product" formulation, bf16 weights, `rows <= BF16_DOT_MAX_ROWS`): activations
+//! rounded to bf16 row-major; each accumulator lane sums over `k` (32 values per `vdpbf16ps`)
+//! for one (row, column) pair, reduced horizontally once per output.
+//!
+//! Callers check [`available`].
+
+use super::DenseWeight;
+use half::bf16;
+use rayon::prelude::*;
+use std::arch::x86_64::*;
+
+/// Whether the CPU has AVX-512F, BW, VL and AVX512_BF16.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512bf16")
+}
+
+/// Activation rows per lane group (one zmm of f32 accumulators).
+const L: usize = 16;
+/// 32-bit activation elements per k block (256 pairs = 512 k for bf16, 256 k for f32):
+/// a 256-row block of packed activations is 256 KiB (L2), a 6-column weight strip 6 KiB (L1).
+const KC: usize = 256;
+/// Lane groups per row block (256 rows).
+const MG: usize = 16;
+/// Columns of the 8-lane (ymm, `rows <= 8`) tile: 12 independent `vdpbf16ps` chains cover its
+/// latency at two per cycle.
+const Y_COLS: usize = 12;
+/// Output columns per GEMV task.
+const GEMV_COLS: usize = 64;
+
+/// `out` shared by the tasks of one call; each task writes a disjoint set of columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint elements through the pointer while the caller's `&mut` borrow of
+// `out` outlives them (rayon joins before `matmul` returns).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the `Send` wrapper, not the raw field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// [`super::matmul_with`] for [`super::DenseImpl::Avx512`]; shapes checked by the caller,
+/// `rows, n, k >= 1`.
+pub fn matmul(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
+    match w {
+        DenseWeight::BF16(wb) if rows <= super::BF16_DOT_MAX_ROWS => {
+            gemv_bf16(x, rows, wb, n, k, out)
+        }
+        DenseWeight::BF16(_) => gemm(x, rows, w, n, k, out),
+        _ if rows <= super::F32_AVX2_MAX_ROWS => {
+            super::gemv_impl(super::DenseImpl::Avx2.available(), x, rows, w, n, k, out)
+        }
+        _ => gemm(x, rows, w, n, k, out),
+    }
+}
+
+/// One micro-kernel call: an `M x C` tile over one k block.
+struct Tile {
+    /// Packed activations at (first lane group, first element of the k block).
+    x: *const u32,
+    /// u32 elements between lane groups.
+    xs: usize,
+    /// Weights of the strip's first column at the k block start (u16 units for bf16, f32 else).
+    w: *const u8,
+    /// Bytes between weight columns.
+    ws: usize,
+    /// Full 32-bit elements to process.
+    steps: usize,
+    /// bf16 with odd `k`, last block: one more element holding only `x[.., k-1]`.
+    tail: bool,
+    /// Valid columns of the strip (`1..=C`); columns beyond repeat the last one.
+    cc: usize,
+    /// Partial sums `[C][ld]` at this tile (read unless `first`, written unless `last`).
+    y: *mut f32,
+    ld: usize,
+    first: bool,
+    /// Last k block: write `out[r, col]` instead of `y`.
+    last: bool,
+    out: *mut f32,
+    /// Output row stride (`n`), and the tile's first output row and column.
+    n: usize,
+    row0: usize,
+    col0: usize,
+    /// Total rows (lanes at or beyond it are padding).
+    rows: usize,
+    /// Prefetch the next strip's weights.
+    pf: bool,
+}
+
+type TileFn = unsafe fn(&Tile);
+
+/// Defines an `M x C` tile kernel: `$lanes` rows per vector of type `$ps` (f32) / `$si`
+/// (packed activations), `$elem` the weight element type, `$load_w(ptr, q)` the broadcast of
+/// weight element `q`, `$mul(acc, x, w)` the multiply-accumulate.
+macro_rules! tile_kernel {
+    ($name:ident, $elem:ty, $lanes:literal, $ps:ty, $si:ty, $zero:ident, $load_ps:ident,
+     $store_ps:ident, $load_si:ident, $load_w:expr, $mul:expr) => {
+        /// An `M x C` tile, see [`Tile`].
+        ///
+        /// # Safety
+        /// AVX-512F/BW/VL/BF16 available; every pointer in `t` covers the ranges its doc
+        /// describes for `M` lane groups, `C` columns (clamped to `cc`) and `steps (+ tail)`
+        /// elements.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,fma")]
+        unsafe fn $name<const M: usize, const C: usize>(t: &Tile) {
+            const LN: usize = $lanes;
+            // SAFETY: every access below stays inside the ranges the caller vouched for.
+            unsafe {
+                let mut acc: [[$ps; C]; M] = [[$zero(); C]; M];
+                if !t.first {
+                    for (m, a) in acc.iter_mut().enumerate() {
+                        for (c, v) in a.iter_mut().enumerate().take(t.cc) {
+                            *v = $load_ps(t.y.add(c * t.ld + m * LN));
+                        }
+                    }
+                }
+                // The odd-k tail (bf16 only) runs the same loop once more on the columns' last
+                // weights, zero-extended into a local buffer (the pair's second half would be
+                // the next row, or past the end of `w`).
+                let mut tail = [0u32; C];
+                let segments = if t.tail {
+                    for (c, v) in tail.iter_mut().enumerate() {
+                        let p = t.w.add(c.min(t.cc - 1) * t.ws) as *const u16;
+                        *v = *p.add(2 * t.steps) as u32;
+                    }
+                    2
+                } else {
+                    1
+                };
+                for s in 0..segments {
+                    let (w, ws, x, steps) = if s == 0 {
+                        (t.w, t.ws, t.x, t.steps)
+                    } else {
+                        (tail.as_ptr() as *const u8, 4, t.x.add(t.steps * LN), 1)
+                    };
+                    let wc: [*const $elem; C] =
+                        std::array::from_fn(|c| w.add(c.min(t.cc - 1) * ws) as *const $elem);
+                    for q in 0..steps {
+                        if s == 0 && q % 16 == 0 && t.pf {
+                            // One line ahead per column of the next strip: the weight streams
+                            // are 4 bytes a step, too thin for the hardware prefetcher.
+                            for p in wc.iter() {
+                                let a = (*p as *const u8).wrapping_add(C * ws + 4 * q);
+                                _mm_prefetch::<_MM_HINT_T0>(a as *const i8);
+                            }
+                        }
+                        let xv: [$si; M] = std::array::from_fn(|m| {
+                            $load_si(x.add(m * t.xs + q * LN) as *const i32)
+                        });
+                        for (c, p) in wc.iter().enumerate() {
+                            let b: $si = $load_w(*p, q);
+                            for m in 0..M {
+                                acc[m][c] = $mul(acc[m][c], xv[m], b);
+                            }
+                        }
+                    }
+                }
+                let mut buf = [[[0.0f32; 16]; C]; M];
+                for (a, b) in acc.iter().zip(buf.iter_mut()) {
+                    for (v, o) in a.iter().zip(b.iter_mut()) {
+                        $store_ps(o.as_mut_ptr(), *v);
+                    }
+                }
+                finish::<M, C>(&buf, LN, t);
+            }
+        }
+    };
+}
+
+tile_kernel!(
+    tile_bf16,
+    u16,
+    16,
+    __m512,
+    __m512i,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_loadu_epi32,
+    // SAFETY (macro body): `p + 2q + 1` is inside the weight column (or the tail buffer).
+    |p: *const u16, q: usize| _mm512_set1_epi32(p.add(2 * q).cast::<i32>().read_unaligned()),
+    |a: __m512, x: __m512i, b: __m512i| _mm512_dpbf16_ps(
+        a,
+        std::mem::transmute::<__m512i, __m512bh>(x),
+        std::mem::transmute::<__m512i, __m512bh>(b)
+    )
+);
+
+tile_kernel!(
+    tile_bf16_y,
+    u16,
+    8,
+    __m256,
+    __m256i,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_loadu_epi32,
+    // SAFETY (macro body): as `tile_bf16`.
+    |p: *const u16, q: usize| _mm256_set1_epi32(p.add(2 * q).cast::<i32>().read_unaligned()),
+    |a: __m256, x: __m256i, b: __m256i| _mm256_dpbf16_ps(
+        a,
+        std::mem::transmute::<__m256i, __m256bh>(x),
+        std::mem::transmute::<__m256i, __m256bh>(b)
+    )
+);
+
+tile_kernel!(
+    tile_f32,
+    f32,
+    16,
+    __m512,
+    __m512i,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_loadu_epi32,
+    |p: *const f32, q: usize| _mm512_castps_si512(_mm512_set1_ps(*p.add(q))),
+    |a: __m512, x: __m512i, b: __m512i| _mm512_fmadd_ps(
+        _mm512_castsi512_ps(x),
+        _mm512_castsi512_ps(b),
+        a
+    )
+);
+
+tile_kernel!(
+    tile_f32_y,
+    f32,
+    8,
+    __m256,
+    __m256i,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_loadu_epi32,
+    |p: *const f32, q: usize| _mm256_castps_si256(_mm256_set1_ps(*p.add(q))),
+    |a: __m256, x: __m256i, b: __m256i| _mm256_fmadd_ps(
+        _mm256_castsi256_ps(x),
+        _mm256_castsi256_ps(b),
+        a
+    )
+);
+
+/// Writes a finished tile (`buf[m][c][lane]`, `lanes` valid lanes per vector): partial sums to
+/// `t.y`, or on the last k block the valid rows and columns to `out`.
+///
+/// # Safety
+/// As the tile kernels.
+unsafe fn finish<const M: usize, const C: usize>(
+    buf: &[[[f32; 16]; C]; M],
+    lanes: usize,
+    t: &Tile,
+) {
+    // SAFETY: `y` covers `[cc][ld]` from this tile; `out` rows `< rows`, columns `< col0 + cc`.
+    unsafe {
+        for (m, b) in buf.iter().enumerate() {
+            let r0 = t.row0 + m * lanes;
+            if !t.last {
+                for (c, v) in b.iter().enumerate().take(t.cc) {
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), t.y.add(c * t.ld + m * lanes), lanes);
+                }
+            } else if r0 < t.rows {
+                for l in 0..lanes.min(t.rows - r0) {
+                    let o = t.out.add((r0 + l) * t.n + t.col0);
+                    for (c, v) in b.iter().enumerate().take(t.cc) {
+                        *o.add(c) = v[l];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Fn pointers `[M=1, 2, 3, 4]` of one tile kernel at width `C`.
+macro_rules! table {
+    ($k:ident, $c:literal) => {
+        [
+            $k::<1, $c> as TileFn,
+            $k::<2, $c> as TileFn,
+            $k::<3, $c> as TileFn,
+            $k::<4, $c> as TileFn,
+        ]
+    };
+}
+
+/// Packs `x` (`[rows, k]`) into `[groups][kq][L]` 32-bit elements (see the module doc).
+fn pack_x(x: &[f32], rows: usize, k: usize, pairs: bool, lanes: usize) -> Vec<u32> {
+    let kq = if pairs { k.div_ceil(2) } else { k };
+    let groups = rows.div_ceil(lanes);
+    let mut xp = vec![0u32; groups * kq * lanes];
+    xp.par_chunks_mut(kq * lanes)
+        .enumerate()
+        .for_each(|(g, dst)| {
+            for l in 0..lanes.min(rows - g * lanes) {
+                let xr = &x[(g * lanes + l) * k..(g * lanes + l + 1) * k];
+                if pairs {
+                    for (q, p) in xr.chunks(2).enumerate() {
+                        let lo = bf16::from_f32(p[0]).to_bits() as u32;
+                        let hi = p.get(1).map_or(0, |&v| bf16::from_f32(v).to_bits() as u32);
+                        dst[q * lanes + l] = lo | hi << 16;
+                    }
+                } else {
+                    for (q, v) in xr.iter().enumerate() {
+                        dst[q * lanes + l] = v.to_bits();
+                    }
+                }
+            }
+        });
+    xp
+}
+
+/// The broadcast GEMM for any weight type; shapes as [`super::matmul`].
+fn gemm(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
+    let pairs = matches!(w, DenseWeight::BF16(_));
+    let kq = if pairs { k.div_ceil(2) } else { k };
+    let lanes = if rows <= 8 { 8 } else { L };
+    let xp = pack_x(x, rows, k, pairs, lanes);
+    let groups = rows.div_ceil(lanes);
+    let (mt, c, tab): (usize, usize, [TileFn; 4]) = match (pairs, groups) {
+        (true, _) if lanes == 8 => (1, Y_COLS, table!(tile_bf16_y, 12)),
+        (false, _) if lanes == 8 => (1, Y_COLS, table!(tile_f32_y, 12)),
+        (true, 1) => (1, 8, table!(tile_bf16, 8)),
+        (true, 2) => (2, 8, table!(tile_bf16, 8)),
+        (true, 3) => (3, 8, table!(tile_bf16, 8)),
+        (true, _) => (4, 6, table!(tile_bf16, 6)),
+        (false, 1) => (1, 8, table!(tile_f32, 8)),
+        (false, 2) => (2, 8, table!(tile_f32, 8)),
+        (false, 3) => (3, 8, table!(tile_f32, 8)),
+        (false, _) => (4, 6, table!(tile_f32, 6)),
+    };
+    let strips = n.div_ceil(c);
+    let per_panel = (strips / (8 * rayon::current_num_threads())).clamp(1, 32);
+    let nc = per_panel * c;
+    let ld = groups * lanes;
+    let o = OutPtr(out.as_mut_ptr());
+    (0..n.div_ceil(nc)).into_par_iter().for_each(|pi| {
+        let (j0, cols) = (pi * nc, nc.min(n - pi * nc));
+        let mut y = if kq > KC {
+            vec![0.0f32; cols * ld]
+        } else {
+            Vec::new()
+        };
+        let mut strip = vec![
+            0.0f32;
+            if matches!(w, DenseWeight::F16(_)) {
+                c * KC
+            } else {
+                0
+            }
+        ];
+        for rb in (0..groups).step_by(MG) {
+            let rb1 = (rb + MG).min(groups);
+            for kb in (0..kq).step_by(KC) {
+                let kb1 = (kb + KC).min(kq);
+                let full = if pairs { kb1.min(k / 2) - kb } else { kb1 - kb };
+                for ct in (0..cols).step_by(c) {
+                    let cc = c.min(cols - ct);
+                    let j = j0 + ct;
+                    let (wp, ws) = match w {
+                        DenseWeight::BF16(wb) => {
+                            (wb[j * k + 2 * kb..].as_ptr() as *const u8, 2 * k)
+                        }
+                        DenseWeight::F32(wf) => (wf[j * k + kb..].as_ptr() as *const u8, 4 * k),
+                        DenseWeight::F16(wh) => {
+                            let len = kb1 - kb;
+                            for (jj, s) in strip.chunks_mut(KC).take(cc).enumerate() {
+                                let src = &wh[(j + jj) * k + kb..(j + jj) * k + kb1];
+                                half::slice::HalfFloatSliceExt::convert_to_f32_slice(
+                                    src,
+                                    &mut s[..len],
+                                );
+                            }
+                            (strip.as_ptr() as *const u8, 4 * KC)
+                        }
+                    };
+                    for g in (rb..rb1).step_by(mt) {
+                        let mm = mt.min(rb1 - g);
+                        let t = Tile {
+                            x: xp[(g * kq + kb) * lanes..].as_ptr(),
+                            xs: kq * lanes,
+                            w: wp,
+                            ws,
+                            steps: full,
+                            tail: pairs && k % 2 == 1 && kb1 == kq,
+                            cc,
+                            y: y.as_mut_ptr().wrapping_add(ct * ld + g * lanes),
+                            ld,
+                            first: kb == 0,
+                            last: kb1 == kq,
+                            out: o.get(),
+                            n,
+                            row0: g * lanes,
+                            col0: j,
+                            rows,
+                            pf: true,
+                        };
+                        // SAFETY: AVX-512 is available (checked by `matmul_with`); `x` covers
+                        // `mm` groups of `kq` elements from `kb`; the weight pointer covers `cc`
+                        // columns of `ws` bytes from the block start through `kb1` (bf16: the
+                        // tail reads only element `k-1`); `y` (allocated when there is more than
+                        // one k block) covers `[cols][ld]`; `out` is `[rows, n]` and this task
+                        // alone writes columns `j0..j0 + cols`.
+                        unsafe { tab[mm - 1](&t) };
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Dot-product GEMV for bf16 weights and `rows <= 4`; shapes as [`super::matmul`]. Weight rows
+/// are read one after another (a single sequential stream per task), each 64-byte chunk used
+/// for every activation row.
+fn gemv_bf16(x: &[f32], rows: usize, w: &[bf16], n: usize, k: usize, out: &mut [f32]) {
+    assert!(rows <= 4, "gemv_bf16: at most 4 rows");
+    let xb: Vec<u16> = x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
+    let o = OutPtr(out.as_mut_ptr());
+    (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
+        for j in b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n) {
+            let wj = &w[j * k..(j + 1) * k];
+            // SAFETY: AVX-512 is available (checked by `matmul_with`); `xb` is `[rows, k]`,
+            // `wj` is `[k]`.
+            let s = unsafe {
+                match rows {
+                    1 => dot_col::<1>(&xb, wj, k),
+                    2 => dot_col::<2>(&xb, wj, k),
+                    3 => dot_col::<3>(&xb, wj, k),
+                    _ => dot_col::<4>(&xb, wj, k),
+                }
+            };
+            for (r, v) in s.iter().enumerate().take(rows) {
+                // SAFETY: `out` is `[rows, n]`, `j < n`, and this task alone writes column `j`.
+                unsafe { *o.get().add(r * n + j) = *v };
+            }
+        }
+    });
+}
+
+/// Chunks of 32 values in flight per row (independent `vdpbf16ps` chains).
+const DOT_UNROLL: usize = 4;
+
+/// `[Σ_i xb[r, i] · w[i] for r < R]` (entries `R..4` are zero).
+///
+/// # Safety
+/// AVX-512F/BW/VL/BF16 available; `xb` holds at least `R * k` values and `w` exactly `k`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] {
+    let mut acc = [[_mm512_setzero_ps(); R]; DOT_UNROLL];
+    let wp = w.as_ptr() as *const i16;
+    let xr: [*const i16; R] = std::array::from_fn(|r| xb[r * k..].as_ptr() as *const i16);
+    let bh = |v: __m512i| {
+        // SAFETY: same size, any bit pattern is a valid vector.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+    };
+    let mut i = 0;
+    while i + 32 * DOT_UNROLL <= k {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let o = i + 32 * u;
+            // SAFETY: `o + 32 <= k`: inside `w` and every activation row.
+            unsafe {
+                let wv = bh(_mm512_loadu_epi16(wp.add(o)));
+                for r in 0..R {
+                    a[r] = _mm512_dpbf16_ps(a[r], bh(_mm512_loadu_epi16(xr[r].add(o))), wv);
+                }
+            }
+        }
+        i += 32 * DOT_UNROLL;
+    }
+    while i < k {
+        // A partial last chunk loads zeros past `k` in both operands.
+        let mask: __mmask32 = if k - i >= 32 {
+            !0
+        } else {
+            (1u32 << (k - i)) - 1
+        };
+        // SAFETY: masked loads touch only `i..min(i + 32, k)`.
+        unsafe {
+            let wv = bh(_mm512_maskz_loadu_epi16(mask, wp.add(i)));
+            for r in 0..R {
+                let xv = bh(_mm512_maskz_loadu_epi16(mask, xr[r].add(i)));
+                acc[0][r] = _mm512_dpbf16_ps(acc[0][r], xv, wv);
+            }
+        }
+        i += 32;
+    }
+    let mut s = [0.0f32; 4];
+    for (r, v) in s.iter_mut().enumerate().take(R) {
+        let t = _mm512_add_ps(
+            _mm512_add_ps(acc[0][r], acc[1][r]),
+            _mm512_add_ps(acc[2][r], acc[3][r]),
+        );
+        *v = _mm512_reduce_add_ps(t);
+    }
+    s
+}

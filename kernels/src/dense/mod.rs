@@ -1,0 +1,380 @@
+//! Dense matmul with f32 activations and f32 / bf16 / f16 weights: `y = x Wᵀ`.
+//!
+//! This module owns the public API ([`matmul`], [`matmul_with`], [`matmul_ref`], [`gemv`],
+//! [`gemm_panels`], [`DenseWeight`], [`DenseImpl`]), the run-time dispatch between the
+//! implementations, the scalar reference and the portable fallbacks. The SIMD kernels live in
+//! `avx2.rs` (AVX2+FMA+F16C: f32 FMA on weights widened in registers) and `avx512.rs`
+//! (AVX-512 + AVX512_BF16: `vdpbf16ps` for bf16 weights, f32 FMA for f32 / f16 weights).
+//!
+//! Weights stay in their stored precision in memory (bf16 halves the bytes a decode step reads).
+//! Precision contract: f32 and f16 weights always multiply exact f32 activations. bf16 weights on
+//! the AVX-512 path multiply activations rounded once per call to bf16 (round to nearest even)
+//! and accumulate in f32, as vLLM / PyTorch do for `dtype=bfloat16`; every other path keeps f32
+//! activations. All paths are checked against [`matmul_ref`] in `tests.rs`.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(test)]
+mod tests;
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// A `[n, k]` row-major weight matrix in one of the supported precisions.
+#[derive(Debug, Clone, Copy)]
+pub enum DenseWeight<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// bfloat16 bit patterns.
+    BF16(&'a [bf16]),
+    /// IEEE half bit patterns.
+    F16(&'a [f16]),
+}
+
+impl DenseWeight<'_> {
+    fn len(&self) -> usize {
+        match self {
+            DenseWeight::F32(w) => w.len(),
+            DenseWeight::BF16(w) => w.len(),
+            DenseWeight::F16(w) => w.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> f32 {
+        match self {
+            DenseWeight::F32(w) => w[i],
+            DenseWeight::BF16(w) => w[i].to_f32(),
+            DenseWeight::F16(w) => w[i].to_f32(),
+        }
+    }
+
+    /// Widens `out.len()` values starting at `start` into `out`.
+    fn widen(&self, start: usize, out: &mut [f32]) {
+        match self {
+            DenseWeight::F32(w) => out.copy_from_slice(&w[start..start + out.len()]),
+            DenseWeight::BF16(w) => w[start..start + out.len()]
+                .iter()
+                .zip(out)
+                .for_each(|(a, o)| *o = a.to_f32()),
+            DenseWeight::F16(w) => half::slice::HalfFloatSliceExt::convert_to_f32_slice(
+                &w[start..start + out.len()],
+                out,
+            ),
+        }
+    }
+}
+
+/// Which implementation [`matmul_with`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseImpl {
+    /// No hand-written SIMD: scalar streaming GEMV for small batches, the `gemm` crate (which
+    /// picks its own SIMD at run time) on widened panels for larger ones.
+    Portable,
+    /// AVX2+FMA+F16C streaming GEMV for `rows <= GEMV_MAX_ROWS`, widen-and-gemm beyond.
+    Avx2,
+    /// AVX-512F/BW/VL + AVX512_BF16 kernels (bf16 activations for bf16 weights, see the module
+    /// doc), any `rows`.
+    Avx512,
+}
+
+impl DenseImpl {
+    /// The fastest implementation this CPU supports (what [`matmul`] runs).
+    pub fn best() -> Self {
+        if DenseImpl::Avx512.available() {
+            DenseImpl::Avx512
+        } else if DenseImpl::Avx2.available() {
+            DenseImpl::Avx2
+        } else {
+            DenseImpl::Portable
+        }
+    }
+
+    /// The fastest implementation that keeps the activations in f32 for weights of `w`'s
+    /// precision (what [`matmul_exact`] runs): [`DenseImpl::Avx512`] rounds activations to
+    /// bf16 when the weights are bf16, so those go to the AVX2 path instead.
+    pub fn best_exact(w: &DenseWeight<'_>) -> Self {
+        match (DenseImpl::best(), w) {
+            (DenseImpl::Avx512, DenseWeight::BF16(_)) if DenseImpl::Avx2.available() => {
+                DenseImpl::Avx2
+            }
+            (DenseImpl::Avx512, DenseWeight::BF16(_)) => DenseImpl::Portable,
+            (imp, _) => imp,
+        }
+    }
+
+    /// Whether this implementation can run on this CPU.
+    pub fn available(self) -> bool {
+        match self {
+            DenseImpl::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            DenseImpl::Avx2 => avx2::available(),
+            #[cfg(target_arch = "x86_64")]
+            DenseImpl::Avx512 => avx512::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+/// Activation rows one weight load is reused for in the AVX2/portable GEMV kernel.
+pub const GEMV_BLOCK_ROWS: usize = 8;
+/// Rows up to which the AVX2 and portable paths use the streaming GEMV (each weight row read once
+/// and reused from registers for every activation row) instead of widen-and-gemm. Placed by
+/// `benches/dense.rs` (bf16, 4864 x 896, same run): streaming wins up to 16 rows (3.15 vs
+/// 3.50 ms), gemm from 32 (5.9 vs 6.6 ms). The AVX-512 path has its own crossover,
+/// [`BF16_DOT_MAX_ROWS`].
+pub const GEMV_MAX_ROWS: usize = 24;
+/// Rows up to which the AVX-512 path runs bf16 weights through the dot-product GEMV (each lane
+/// sums over `k`, one horizontal sum per output, weight rows streamed sequentially) instead of
+/// the broadcast GEMM (lanes = 8 or 16 activation rows, no horizontal sums). Measured with the
+/// 896 x 151936 LM head (272 MB, from DRAM; same runs, noisy shared machine): rows 1-3 the dot
+/// GEMV ran 25-27 ms vs 74-80 ms for the broadcast kernel (whose 12 thin column streams defeat
+/// the hardware prefetcher); rows 4: 18-48 ms vs 30-58 ms (and 285-292 us vs 457 us at
+/// 896 x 4864 from L3). 5-7 rows were not tried with the dot kernel (it stops at 4 rows).
+pub const BF16_DOT_MAX_ROWS: usize = 4;
+/// Rows up to which the AVX-512 path sends f32 / f16 weights to the AVX2 streaming GEMV
+/// (measured, 896 x 4864 f32: AVX2 1.5x faster at 1-2 rows, even at 4, AVX-512 1.2x at 8 and
+/// 2.6x at 16).
+pub const F32_AVX2_MAX_ROWS: usize = 3;
+/// Weight rows widened per gemm panel.
+const PANEL: usize = 64;
+
+/// `out[r, j] = Σ_i x[r, i] · w[j, i]` with the fastest implementation for this CPU.
+/// Shapes: `x` `[rows, k]`, `w` `[n, k]`, `out` `[rows, n]`.
+pub fn matmul(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
+    matmul_with(DenseImpl::best(), x, rows, w, n, k, out);
+}
+
+/// [`matmul`] with activations kept in f32 whatever the weights' precision (the
+/// implementation of [`DenseImpl::best_exact`]). Shapes as [`matmul`].
+pub fn matmul_exact(
+    x: &[f32],
+    rows: usize,
+    w: DenseWeight<'_>,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    matmul_with(DenseImpl::best_exact(&w), x, rows, w, n, k, out);
+}
+
+/// [`matmul`] forced through one implementation (tests and benchmarks compare them).
+/// Shapes: `x` `[rows, k]`, `w` `[n, k]`, `out` `[rows, n]`.
+///
+/// # Panics
+/// If the shapes are inconsistent or `imp` is not [`DenseImpl::available`] on this CPU.
+pub fn matmul_with(
+    imp: DenseImpl,
+    x: &[f32],
+    rows: usize,
+    w: DenseWeight<'_>,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    assert_eq!(x.len(), rows * k, "matmul: x is not [rows, k]");
+    assert_eq!(w.len(), n * k, "matmul: w is not [n, k]");
+    assert_eq!(out.len(), rows * n, "matmul: out is not [rows, n]");
+    assert!(
+        imp.available(),
+        "matmul: {imp:?} is not available on this CPU"
+    );
+    if rows == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return;
+    }
+    match imp {
+        #[cfg(target_arch = "x86_64")]
+        DenseImpl::Avx512 => avx512::matmul(x, rows, w, n, k, out),
+        _ if rows <= GEMV_MAX_ROWS => gemv_impl(imp == DenseImpl::Avx2, x, rows, w, n, k, out),
+        _ => gemm_panels(x, rows, w, n, k, out),
+    }
+}
+
+/// The scalar reference: plain loops, f32 accumulation in index order.
+/// Shapes: `x` `[rows, k]`, `w` `[n, k]`, `out` `[rows, n]`.
+pub fn matmul_ref(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
+    for r in 0..rows {
+        for j in 0..n {
+            out[r * n + j] = (0..k).map(|i| x[r * k + i] * w.get(j * k + i)).sum();
+        }
+    }
+}
+
+/// Output columns one rayon task computes; the result is written column-block by column-block.
+const COLS_PER_TASK: usize = 24;
+
+/// The streaming (GEMV) path of the AVX2 implementation (portable if the CPU lacks AVX2),
+/// whatever `rows` is (benchmarks compare the paths). Shapes as [`matmul`].
+pub fn gemv(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
+    gemv_impl(DenseImpl::Avx2.available(), x, rows, w, n, k, out);
+}
+
+/// [`gemv`] with the AVX2 kernels (`simd`, which the caller has checked are available) or the
+/// scalar fallback.
+fn gemv_impl(
+    simd: bool,
+    x: &[f32],
+    rows: usize,
+    w: DenseWeight<'_>,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    // Tasks own disjoint column ranges; each writes a [rows, cols] scratch then scatters it.
+    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(COLS_PER_TASK))
+        .into_par_iter()
+        .map(|b| {
+            let j0 = b * COLS_PER_TASK;
+            let j1 = (j0 + COLS_PER_TASK).min(n);
+            let cols = j1 - j0;
+            let mut acc = vec![0.0f32; rows * cols];
+            // Register tiles of 3 weight rows x 4 activation rows where the batch allows
+            // (7 loads feed 12 FMAs), single weight rows for the rest.
+            let (tiled_j, tiled_r) = if simd && rows >= TILE_R {
+                ((cols / TILE_W) * TILE_W, (rows / TILE_R) * TILE_R)
+            } else {
+                (0, 0)
+            };
+            let mut sums = [0.0f32; GEMV_BLOCK_ROWS];
+            for jt in (0..tiled_j).step_by(TILE_W) {
+                for r0 in (0..tiled_r).step_by(TILE_R) {
+                    let t = tile(&x[r0 * k..(r0 + TILE_R) * k], k, w, (j0 + jt) * k);
+                    for (dj, row) in t.iter().enumerate() {
+                        for (dr, v) in row.iter().enumerate() {
+                            acc[(r0 + dr) * cols + jt + dj] = *v;
+                        }
+                    }
+                }
+                for dj in 0..TILE_W {
+                    let j = j0 + jt + dj;
+                    for r0 in (tiled_r..rows).step_by(GEMV_BLOCK_ROWS) {
+                        let nb = GEMV_BLOCK_ROWS.min(rows - r0);
+                        let xs = &x[r0 * k..(r0 + nb) * k];
+                        dot_rows(simd, xs, nb, k, w, j * k, &mut sums[..nb]);
+                        for (r, v) in sums[..nb].iter().enumerate() {
+                            acc[(r0 + r) * cols + jt + dj] = *v;
+                        }
+                    }
+                }
+            }
+            for j in j0 + tiled_j..j1 {
+                for r0 in (0..rows).step_by(GEMV_BLOCK_ROWS) {
+                    let nr = GEMV_BLOCK_ROWS.min(rows - r0);
+                    let xs = &x[r0 * k..(r0 + nr) * k];
+                    dot_rows(simd, xs, nr, k, w, j * k, &mut sums[..nr]);
+                    for (r, s) in sums[..nr].iter().enumerate() {
+                        acc[(r0 + r) * cols + (j - j0)] = *s;
+                    }
+                }
+            }
+            (j0, acc)
+        })
+        .collect();
+    for (j0, acc) in blocks {
+        let cols = acc.len() / rows;
+        for r in 0..rows {
+            out[r * n + j0..r * n + j0 + cols].copy_from_slice(&acc[r * cols..(r + 1) * cols]);
+        }
+    }
+}
+
+/// Weight rows per AVX2 register tile.
+const TILE_W: usize = 3;
+/// Activation rows per AVX2 register tile.
+const TILE_R: usize = 4;
+
+/// `t[j][r] = x[r, :] · w[off + j*k ..][..k]` for a 3 x 4 tile; only called with AVX2 available.
+fn tile(x: &[f32], k: usize, w: DenseWeight<'_>, off: usize) -> [[f32; TILE_R]; TILE_W] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `gemv_impl` only tiles when the caller checked AVX2, FMA and F16C.
+        unsafe { avx2::tile(x, k, w, off) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, k, w, off);
+        unreachable!("tile() without SIMD support")
+    }
+}
+
+/// `sums[r] = x[r, :] · w[off .. off + k]` for every activation row (`x` is `[rows, k]`).
+fn dot_rows(
+    simd: bool,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: DenseWeight<'_>,
+    off: usize,
+    sums: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: `simd` is only true when the caller checked AVX2, FMA and F16C.
+        unsafe { avx2::dot_rows(x, rows, k, w, off, sums) };
+        return;
+    }
+    let _ = simd;
+    for (r, s) in sums.iter_mut().enumerate().take(rows) {
+        *s = (0..k).map(|i| x[r * k + i] * w.get(off + i)).sum();
+    }
+}
+
+/// The widen-and-gemm path of the AVX2 / portable implementations, whatever `rows` is
+/// (benchmarks compare the paths). Shapes as [`matmul`].
+pub fn gemm_panels(
+    x: &[f32],
+    rows: usize,
+    w: DenseWeight<'_>,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    let panels: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(PANEL))
+        .into_par_iter()
+        .map(|p| {
+            let j0 = p * PANEL;
+            let cols = PANEL.min(n - j0);
+            let mut wp = vec![0.0f32; cols * k];
+            w.widen(j0 * k, &mut wp);
+            let mut y = vec![0.0f32; rows * cols];
+            // SAFETY: all pointers cover the [rows, cols], [rows, k] and [cols, k] buffers with
+            // the strides given; the buffers do not alias.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    cols,
+                    k,
+                    y.as_mut_ptr(),
+                    1,
+                    cols as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    wp.as_ptr(),
+                    k as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            (j0, y)
+        })
+        .collect();
+    for (j0, y) in panels {
+        let cols = y.len() / rows;
+        for r in 0..rows {
+            out[r * n + j0..r * n + j0 + cols].copy_from_slice(&y[r * cols..(r + 1) * cols]);
+        }
+    }
+}

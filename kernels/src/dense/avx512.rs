@@ -13,9 +13,8 @@
 //! k blocks (partial sums kept in a per-panel `[cols][rows]` scratch), `C`-column strips that
 //! stay in L1 while every row group of the block passes over them.
 //!
-//! GEMV ("dot-product" formulation, bf16 weights, `rows <= BF16_DOT_MAX_ROWS`): activations
-//! rounded to bf16 row-major; each accumulator lane sums over `k` (32 values per `vdpbf16ps`)
-//! for one (row, column) pair, reduced horizontally once per output.
+//! The GEMV for bf16 weights and `rows <= BF16_DOT_MAX_ROWS` (dot-product formulation) is in
+//! `avx512_dot.rs`.
 //!
 //! Callers check [`available`].
 
@@ -42,12 +41,10 @@ const MG: usize = 16;
 /// Columns of the 8-lane (ymm, `rows <= 8`) tile: 12 independent `vdpbf16ps` chains cover its
 /// latency at two per cycle.
 const Y_COLS: usize = 12;
-/// Output columns per GEMV task.
-const GEMV_COLS: usize = 64;
 
 /// `out` shared by the tasks of one call; each task writes a disjoint set of columns.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: tasks write disjoint elements through the pointer while the caller's `&mut` borrow of
 // `out` outlives them (rayon joins before `matmul` returns).
 unsafe impl Send for OutPtr {}
@@ -56,7 +53,7 @@ unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so closures capture the `Send` wrapper, not the raw field).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -66,7 +63,7 @@ impl OutPtr {
 pub fn matmul(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
     match w {
         DenseWeight::BF16(wb) if rows <= super::BF16_DOT_MAX_ROWS => {
-            gemv_bf16(x, rows, wb, n, k, out)
+            super::avx512_dot::gemv_bf16(x, rows, wb, n, k, out)
         }
         DenseWeight::BF16(_) => gemm(x, rows, w, n, k, out),
         _ if rows <= super::F32_AVX2_MAX_ROWS => {
@@ -428,90 +425,4 @@ fn gemm(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mu
             }
         }
     });
-}
-
-/// Dot-product GEMV for bf16 weights and `rows <= 4`; shapes as [`super::matmul`]. Weight rows
-/// are read one after another (a single sequential stream per task), each 64-byte chunk used
-/// for every activation row.
-fn gemv_bf16(x: &[f32], rows: usize, w: &[bf16], n: usize, k: usize, out: &mut [f32]) {
-    assert!(rows <= 4, "gemv_bf16: at most 4 rows");
-    let xb: Vec<u16> = x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
-    let o = OutPtr(out.as_mut_ptr());
-    (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
-        for j in b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n) {
-            let wj = &w[j * k..(j + 1) * k];
-            // SAFETY: AVX-512 is available (checked by `matmul_with`); `xb` is `[rows, k]`,
-            // `wj` is `[k]`.
-            let s = unsafe {
-                match rows {
-                    1 => dot_col::<1>(&xb, wj, k),
-                    2 => dot_col::<2>(&xb, wj, k),
-                    3 => dot_col::<3>(&xb, wj, k),
-                    _ => dot_col::<4>(&xb, wj, k),
-                }
-            };
-            for (r, v) in s.iter().enumerate().take(rows) {
-                // SAFETY: `out` is `[rows, n]`, `j < n`, and this task alone writes column `j`.
-                unsafe { *o.get().add(r * n + j) = *v };
-            }
-        }
-    });
-}
-
-/// Chunks of 32 values in flight per row (independent `vdpbf16ps` chains).
-const DOT_UNROLL: usize = 4;
-
-/// `[Σ_i xb[r, i] · w[i] for r < R]` (entries `R..4` are zero).
-///
-/// # Safety
-/// AVX-512F/BW/VL/BF16 available; `xb` holds at least `R * k` values and `w` exactly `k`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] {
-    let mut acc = [[_mm512_setzero_ps(); R]; DOT_UNROLL];
-    let wp = w.as_ptr() as *const i16;
-    let xr: [*const i16; R] = std::array::from_fn(|r| xb[r * k..].as_ptr() as *const i16);
-    let bh = |v: __m512i| {
-        // SAFETY: same size, any bit pattern is a valid vector.
-        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
-    };
-    let mut i = 0;
-    while i + 32 * DOT_UNROLL <= k {
-        for (u, a) in acc.iter_mut().enumerate() {
-            let o = i + 32 * u;
-            // SAFETY: `o + 32 <= k`: inside `w` and every activation row.
-            unsafe {
-                let wv = bh(_mm512_loadu_epi16(wp.add(o)));
-                for r in 0..R {
-                    a[r] = _mm512_dpbf16_ps(a[r], bh(_mm512_loadu_epi16(xr[r].add(o))), wv);
-                }
-            }
-        }
-        i += 32 * DOT_UNROLL;
-    }
-    while i < k {
-        // A partial last chunk loads zeros past `k` in both operands.
-        let mask: __mmask32 = if k - i >= 32 {
-            !0
-        } else {
-            (1u32 << (k - i)) - 1
-        };
-        // SAFETY: masked loads touch only `i..min(i + 32, k)`.
-        unsafe {
-            let wv = bh(_mm512_maskz_loadu_epi16(mask, wp.add(i)));
-            for r in 0..R {
-                let xv = bh(_mm512_maskz_loadu_epi16(mask, xr[r].add(i)));
-                acc[0][r] = _mm512_dpbf16_ps(acc[0][r], xv, wv);
-            }
-        }
-        i += 32;
-    }
-    let mut s = [0.0f32; 4];
-    for (r, v) in s.iter_mut().enumerate().take(R) {
-        let t = _mm512_add_ps(
-            _mm512_add_ps(acc[0][r], acc[1][r]),
-            _mm512_add_ps(acc[2][r], acc[3][r]),
-        );
-        *v = _mm512_reduce_add_ps(t);
-    }
-    s
 }

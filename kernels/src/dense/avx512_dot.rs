@@ -1,0 +1,98 @@
+//! The AVX-512 bf16 GEMV ("dot-product" formulation, bf16 weights, `rows <=
+//! BF16_DOT_MAX_ROWS`): activations rounded to bf16 row-major; each accumulator lane sums over
+//! `k` (32 values per `vdpbf16ps`) for one (row, column) pair, reduced horizontally once per
+//! output. Weight rows stream sequentially, which the hardware prefetcher follows.
+
+use super::avx512::OutPtr;
+use half::bf16;
+use rayon::prelude::*;
+use std::arch::x86_64::*;
+
+/// Output columns per GEMV task.
+const GEMV_COLS: usize = 64;
+
+/// Dot-product GEMV for bf16 weights and `rows <= 4`; shapes as [`super::matmul`]. Weight rows
+/// are read one after another (a single sequential stream per task), each 64-byte chunk used
+/// for every activation row.
+pub(super) fn gemv_bf16(x: &[f32], rows: usize, w: &[bf16], n: usize, k: usize, out: &mut [f32]) {
+    assert!(rows <= 4, "gemv_bf16: at most 4 rows");
+    let xb: Vec<u16> = x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
+    let o = OutPtr(out.as_mut_ptr());
+    (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
+        for j in b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n) {
+            let wj = &w[j * k..(j + 1) * k];
+            // SAFETY: AVX-512 is available (checked by `matmul_with`); `xb` is `[rows, k]`,
+            // `wj` is `[k]`.
+            let s = unsafe {
+                match rows {
+                    1 => dot_col::<1>(&xb, wj, k),
+                    2 => dot_col::<2>(&xb, wj, k),
+                    3 => dot_col::<3>(&xb, wj, k),
+                    _ => dot_col::<4>(&xb, wj, k),
+                }
+            };
+            for (r, v) in s.iter().enumerate().take(rows) {
+                // SAFETY: `out` is `[rows, n]`, `j < n`, and this task alone writes column `j`.
+                unsafe { *o.get().add(r * n + j) = *v };
+            }
+        }
+    });
+}
+
+/// Chunks of 32 values in flight per row (independent `vdpbf16ps` chains).
+const DOT_UNROLL: usize = 4;
+
+/// `[Σ_i xb[r, i] · w[i] for r < R]` (entries `R..4` are zero).
+///
+/// # Safety
+/// AVX-512F/BW/VL/BF16 available; `xb` holds at least `R * k` values and `w` exactly `k`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] {
+    let mut acc = [[_mm512_setzero_ps(); R]; DOT_UNROLL];
+    let wp = w.as_ptr() as *const i16;
+    let xr: [*const i16; R] = std::array::from_fn(|r| xb[r * k..].as_ptr() as *const i16);
+    let bh = |v: __m512i| {
+        // SAFETY: same size, any bit pattern is a valid vector.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+    };
+    let mut i = 0;
+    while i + 32 * DOT_UNROLL <= k {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let o = i + 32 * u;
+            // SAFETY: `o + 32 <= k`: inside `w` and every activation row.
+            unsafe {
+                let wv = bh(_mm512_loadu_epi16(wp.add(o)));
+                for r in 0..R {
+                    a[r] = _mm512_dpbf16_ps(a[r], bh(_mm512_loadu_epi16(xr[r].add(o))), wv);
+                }
+            }
+        }
+        i += 32 * DOT_UNROLL;
+    }
+    while i < k {
+        // A partial last chunk loads zeros past `k` in both operands.
+        let mask: __mmask32 = if k - i >= 32 {
+            !0
+        } else {
+            (1u32 << (k - i)) - 1
+        };
+        // SAFETY: masked loads touch only `i..min(i + 32, k)`.
+        unsafe {
+            let wv = bh(_mm512_maskz_loadu_epi16(mask, wp.add(i)));
+            for r in 0..R {
+                let xv = bh(_mm512_maskz_loadu_epi16(mask, xr[r].add(i)));
+                acc[0][r] = _mm512_dpbf16_ps(acc[0][r], xv, wv);
+            }
+        }
+        i += 32;
+    }
+    let mut s = [0.0f32; 4];
+    for (r, v) in s.iter_mut().enumerate().take(R) {
+        let t = _mm512_add_ps(
+            _mm512_add_ps(acc[0][r], acc[1][r]),
+            _mm512_add_ps(acc[2][r], acc[3][r]),
+        );
+        *v = _mm512_reduce_add_ps(t);
+    }
+    s
+}

@@ -133,15 +133,18 @@ fn summary(_: &mut Criterion) {
         "read bandwidth, first 5 passes over 1 GiB: {:.1} GB/s",
         bw / 1e9
     );
-    let cases = [
+    // `INT4_BENCH_Q8=1`: only the exact AVX2 and Q8 GEMV cases (no portable, no GEMM).
+    let q8_only = std::env::var_os("INT4_BENCH_Q8").is_some();
+    let all = [
         (Int4Impl::Portable, &[1, 8][..]),
         (Int4Impl::best(), &[1, 4, 8][..]),
         (Int4Impl::best_q8(), &[1, 4, 8][..]),
     ];
+    let cases = if q8_only { &all[1..] } else { &all[..] };
     for (k, n) in SHAPES {
         let ws = copies(k, n);
         let bytes = ws[0].packed_bytes() as f64;
-        for &(imp, rows_list) in &cases {
+        for &(imp, rows_list) in cases {
             for &rows in rows_list {
                 let mut t = f64::INFINITY;
                 for _ in 0..7 {
@@ -158,6 +161,9 @@ fn summary(_: &mut Criterion) {
             }
         }
         for rows in [33, 128] {
+            if q8_only {
+                break;
+            }
             let t = (0..3)
                 .map(|_| {
                     time_per_call(&ws[..1], rows, Int4Impl::best(), Duration::from_millis(500))
@@ -203,7 +209,45 @@ fn hot() {
     }
 }
 
+/// `INT4_CALLS=N`: exactly `N` Q8 GEMV calls per shape and row count (`INT4_ROWS`), cycling
+/// through the DRAM copies (`INT4_CACHED=1`: one copy): A/B timing of two builds.
+fn fixed_calls(calls: usize) {
+    let rows_list: Vec<usize> = std::env::var("INT4_ROWS")
+        .unwrap_or("1,4,8".into())
+        .split(',')
+        .map(|r| r.parse().expect("rows"))
+        .collect();
+    let cached = std::env::var_os("INT4_CACHED").is_some();
+    for (k, n) in SHAPES {
+        let mut ws = copies(k, n);
+        if cached {
+            ws.truncate(1);
+        }
+        for &rows in &rows_list {
+            let x: Vec<f32> = (0..rows * k).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
+            let mut out = vec![0.0; rows * n];
+            let t = Instant::now();
+            for i in 0..calls {
+                ws[i % ws.len()]
+                    .matmul_with(Int4Impl::best_q8(), &x, rows, &mut out)
+                    .expect("shapes match");
+            }
+            println!(
+                "fixed k={k} n={n} rows={rows}: {:.1} us/call",
+                t.elapsed().as_secs_f64() * 1e6 / calls as f64
+            );
+        }
+    }
+}
+
 fn summary_or_hot(c: &mut Criterion) {
+    if let Some(calls) = std::env::var("INT4_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        fixed_calls(calls);
+        return;
+    }
     hot();
     if !std::env::args().any(|a| a == "hot") {
         summary(c);

@@ -298,7 +298,10 @@ impl Int4Weights {
                     return self.matmul_with(Int4Impl::best(), x, rows, out);
                 }
                 let prep = q8::Q8Prepared::new(self, x, rows);
-                self.run_parallel(rows, out, |c0, c1, o| vnni::cols(self, &prep, c0, c1, o));
+                let chunk = self.chunk_cols_q8(rows);
+                self.run_parallel_chunk(chunk, rows, out, |c0, c1, o| {
+                    vnni::cols(self, &prep, c0, c1, o)
+                });
             }
             Int4Impl::Q8Avx512 => return Err(Int4Error::Unavailable(imp)),
         }
@@ -314,7 +317,17 @@ impl Int4Weights {
         out: &mut [f32],
         kernel: impl Fn(usize, usize, &mut [f32]) + Sync,
     ) {
-        let chunk = self.chunk_cols(rows);
+        self.run_parallel_chunk(self.chunk_cols(rows), rows, out, kernel)
+    }
+
+    /// [`Self::run_parallel`] with `chunk` columns per task.
+    fn run_parallel_chunk(
+        &self,
+        chunk: usize,
+        rows: usize,
+        out: &mut [f32],
+        kernel: impl Fn(usize, usize, &mut [f32]) + Sync,
+    ) {
         if chunk >= self.n && rows == 1 {
             kernel(0, self.n, out);
             return;
@@ -339,6 +352,17 @@ impl Int4Weights {
                 out[r * self.n + c] = v;
             }
         }
+    }
+
+    /// [`Self::chunk_cols`] for the Q8 kernel: a multiple of its 16-column tile, so only the
+    /// last task has a partial tile.
+    fn chunk_cols_q8(&self, rows: usize) -> usize {
+        let work = self.n * self.k * rows.min(GEMV_MAX_ROWS);
+        if work < 1 << 16 {
+            return self.n;
+        }
+        let tasks = 4 * rayon::current_num_threads();
+        self.n.div_ceil(tasks).next_multiple_of(16).max(16)
     }
 
     /// Output columns per task: about 4 tasks per thread, a multiple of 8, one task when small.

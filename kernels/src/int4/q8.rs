@@ -15,8 +15,27 @@ use super::{Int4Error, Int4Weights, GEMV_MAX_ROWS};
 /// f32 activations). Every Q8 path uses this function, so all of them see identical `xq`.
 #[inline(always)]
 pub(super) fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    if !amax.is_finite() || x.iter().any(|v| v.is_nan()) {
+    // Lane-wise max and "not finite" flags (8 lanes, so the loop vectorises); NaN and ±inf
+    // both are not finite.
+    let (mut m8, mut bad8) = ([0.0f32; 8], [false; 8]);
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            let a = c[l].abs();
+            m8[l] = m8[l].max(a);
+            bad8[l] |= !a.is_finite();
+        }
+    }
+    let (mut amax, mut bad) = (0.0f32, false);
+    for &v in chunks.remainder() {
+        amax = amax.max(v.abs());
+        bad |= !v.is_finite();
+    }
+    for l in 0..8 {
+        amax = amax.max(m8[l]);
+        bad |= bad8[l];
+    }
+    if bad {
         q.fill(0);
         return (f32::NAN, 0);
     }
@@ -27,8 +46,12 @@ pub(super) fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let inv = 127.0 / amax;
     let mut sum = 0i32;
     for (d, &v) in q.iter_mut().zip(x) {
-        // |v * inv| <= 127 up to one rounding, so the clamp only guards against that ulp.
-        let t = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i32;
+        // Round to nearest, ties to even, without a libm call (`round_ties_even` is `rintf`
+        // on the baseline target): adding 1.5 * 2^23 leaves no fraction bits, so the FPU's
+        // default rounding does it; exact for |v * inv| < 2^22. |v * inv| <= 127 up to one
+        // rounding, so the clamp only guards against that ulp.
+        const MAGIC: f32 = 12_582_912.0;
+        let t = ((v * inv + MAGIC) - MAGIC).clamp(-127.0, 127.0) as i32;
         *d = t as i8;
         sum += t;
     }
@@ -82,8 +105,13 @@ impl Q8Prepared {
                 let q = &mut tmp[..i1 - i0];
                 let (dx, sum) = quantize_block(&x[r * k + i0..r * k + i1], q);
                 let dst = &mut p.xq[(r * groups + g) * gpad..][..gpad];
-                for (j, &v) in q.iter().enumerate() {
-                    dst[xq_index(j)] = v;
+                // `xq_index` chunk by chunk: even channels to the first 16 bytes, odd ones to
+                // the next 16 (`q`'s length is a multiple of 8; the rest stays zero).
+                for (d, s) in dst.chunks_exact_mut(32).zip(q.chunks(32)) {
+                    for (e, pair) in s.chunks_exact(2).enumerate() {
+                        d[e] = pair[0];
+                        d[16 + e] = pair[1];
+                    }
                 }
                 p.dx.push(dx);
                 p.sumq.push(sum);

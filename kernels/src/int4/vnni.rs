@@ -13,6 +13,7 @@
 //! column sums (lane `j` = column `4 (j % 4) + j / 4`), the zero point is removed exactly in
 //! integers (`Σ q xq − z Σ xq`) and `dx s` is applied in f32 with the tile's 16 adjacent f16
 //! scales converted at once. Tail columns load a clamped (valid) column and are masked out.
+//! The weight stream is software-prefetched (`prefetchnta`) one tile ahead, in load order.
 
 use super::q8::Q8Prepared;
 use super::Int4Weights;
@@ -146,8 +147,9 @@ mod imp {
         let l: [__m512i; 4] = std::array::from_fn(|i| {
             let ptr = colp[c4 + i].add(wi);
             // Same words in the next tile (`wrapping_add`: a prefetch past the end is harmless
-            // and never dereferenced).
-            _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(pf) as *const i8);
+            // and never dereferenced). Non-temporal: the weights are read once per call, and
+            // NTA measured 5-10 % faster from DRAM than T0 (2 or 0 tiles ahead were slower).
+            _mm_prefetch::<_MM_HINT_NTA>(ptr.wrapping_add(pf) as *const i8);
             _mm512_loadu_si512(ptr as *const _)
         });
         let v = transpose4(l);

@@ -8,6 +8,7 @@ pub mod activation;
 pub mod dense;
 pub mod fp8;
 pub mod int4;
+pub mod memory;
 pub mod norm;
 pub mod paged_attention;
 pub mod rope;

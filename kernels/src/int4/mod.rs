@@ -157,7 +157,7 @@ impl Int4Weights {
             n,
             group_size,
             groups,
-            qweight,
+            qweight: crate::memory::huge_page_copy(&qweight),
             scales,
             zeros,
         })
@@ -189,6 +189,7 @@ impl Int4Weights {
         for p in &parts {
             out.qweight.extend_from_slice(&p.qweight);
         }
+        out.qweight = crate::memory::huge_page_copy(&out.qweight);
         // Scales and zeros are `[groups, n]`: interleave the parts' rows group by group.
         for g in 0..first.groups {
             for p in &parts {

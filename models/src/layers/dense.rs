@@ -7,6 +7,7 @@ use super::{DenseActivations, LoadOptions, WeightDType};
 use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
 use candela_kernels::dense::{matmul, matmul_exact, DenseWeight};
+use candela_kernels::memory::huge_page_copy;
 use candle_core::DType;
 use half::{bf16, f16};
 use std::sync::Arc;
@@ -57,10 +58,11 @@ impl DenseMatrix {
             (WeightDType::F16, _) => DType::F16,
         };
         let flat = t.to_dtype(target)?.flatten_all()?;
+        // Weights are streamed every decode step: keep them on huge pages where possible.
         let store = match target {
-            DType::BF16 => DenseStore::BF16(flat.to_vec1::<bf16>()?),
-            DType::F16 => DenseStore::F16(flat.to_vec1::<f16>()?),
-            _ => DenseStore::F32(flat.to_vec1::<f32>()?),
+            DType::BF16 => DenseStore::BF16(huge_page_copy(&flat.to_vec1::<bf16>()?)),
+            DType::F16 => DenseStore::F16(huge_page_copy(&flat.to_vec1::<f16>()?)),
+            _ => DenseStore::F32(huge_page_copy(&flat.to_vec1::<f32>()?)),
         };
         Ok(DenseMatrix {
             store: Arc::new(store),
@@ -188,5 +190,5 @@ fn concat<T: Copy>(
             None => out.extend(p.to_f32().into_iter().map(&from_f32)),
         }
     }
-    out
+    huge_page_copy(&out)
 }

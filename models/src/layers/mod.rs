@@ -43,9 +43,9 @@ pub enum Int4Activations {
     /// Quantize each activation row to int8 per weight group and use integer dot products
     /// (VNNI where the CPU has it; as llama.cpp's Q4×Q8 and IPEX's int8 weight-only mode).
     /// Decode batches (≤ 8 rows) only; prefill stays exact. Falls back to `F32` on CPUs
-    /// without a fast int8 path. Not the default: end to end it measured slower than `F32`
-    /// (AWQ 0.5B decode 37–38 vs 40–43 tok/s, same run), the kernel being faster only when the
-    /// weights are in cache.
+    /// without a fast int8 path. Not the default: end to end it measured level with `F32`
+    /// (AWQ 0.5B-shape decode 41–43 vs 40–44 tok/s, alternating runs); its kernel is 2.2x faster
+    /// only while the weights sit in cache, both being limited by DRAM streaming at one row.
     Int8,
     /// Exact: dequantize to f32 in registers and multiply in f32.
     #[default]
@@ -55,8 +55,9 @@ pub enum Int4Activations {
 /// Options that apply to every weight of a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Precision the dense weights are rounded to. Compute on CPU is always f32. Int4 weights
-    /// keep their stored f16 scales whatever this says.
+    /// Precision the dense weights are rounded to. Accumulation is f32 (see
+    /// [`DenseActivations`] for the activations). Int4 weights keep their stored f16 scales
+    /// whatever this says.
     pub dtype: WeightDType,
     /// The checkpoint's int4 quantization (from [`QuantConfig::resolve`]); `None` for dense
     /// checkpoints. Projections with `<prefix>.qweight` then load as packed int4.

@@ -165,12 +165,14 @@ trait KvSrc: Sync {
 
 struct F32Kv<'a>(&'a [f32]);
 
+// `inline(always)`: these must inline into `attend_head_avx2` to be compiled with its AVX2
+// features (a separate function would keep the baseline SSE2 code).
 impl KvSrc for F32Kv<'_> {
-    #[inline]
+    #[inline(always)]
     fn dot(&self, off: usize, q: &[f32]) -> f32 {
         dot(q, &self.0[off..][..q.len()])
     }
-    #[inline]
+    #[inline(always)]
     fn axpy(&self, off: usize, w: f32, o: &mut [f32]) {
         let n = o.len();
         for (a, &b) in o.iter_mut().zip(&self.0[off..][..n]) {
@@ -300,7 +302,7 @@ fn attend_head<K: KvSrc, V: KvSrc>(h: &Head<'_>, k_cache: &K, v_cache: &V, o: &m
     }
 }
 
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent accumulators let the compiler vectorise without reassociation.
     let mut acc = [0.0f32; 8];

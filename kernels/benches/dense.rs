@@ -91,6 +91,11 @@ fn time_per_call(
 /// Plain-text summary: AVX2 vs AVX-512, same run, measured alternately (best of 3 rounds of
 /// 0.25 s each) because the machine is shared.
 fn summary(_: &mut Criterion) {
+    // `cargo test` runs bench targets without `--bench` (criterion's one-pass test mode): the
+    // timed summary only means something under `cargo bench`, so it is skipped there.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     if !DenseImpl::Avx512.available() || !DenseImpl::Avx2.available() {
         println!("dense summary: needs both AVX2 and AVX-512 BF16");
         return;

@@ -12,9 +12,9 @@
 #![allow(missing_docs)]
 
 use candela_kernels::dense::{matmul_with, DenseImpl, DenseWeight};
+use candela_kernels::memory::ReadProbe;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::bf16;
-use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 const SHAPES: [(usize, usize); 3] = [(896, 4864), (4864, 896), (896, 1152)];
@@ -58,17 +58,6 @@ fn copies(k: usize, n: usize, f32w: bool) -> Vec<Store> {
         .collect()
 }
 
-/// Read bandwidth (bytes/s) of one pass over `buf` with the rayon pool.
-fn read_bandwidth_once(buf: &[u64]) -> f64 {
-    let t = Instant::now();
-    let s: u64 = buf
-        .par_chunks(1 << 16)
-        .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
-        .sum();
-    std::hint::black_box(s);
-    (buf.len() * 8) as f64 / t.elapsed().as_secs_f64()
-}
-
 /// Mean seconds per multiply over at least `min_time`, cycling through the weight copies.
 fn time_per_call(
     ws: &[Store],
@@ -101,10 +90,8 @@ fn summary(_: &mut Criterion) {
         return;
     }
     // 512 MiB, 16x the L3.
-    let buf: Vec<u64> = (0..(512u64 << 20) / 8).collect();
-    let mut bw = (0..5)
-        .map(|_| read_bandwidth_once(&buf))
-        .fold(0.0, f64::max);
+    let probe = ReadProbe::new(512 << 20);
+    let mut bw = probe.best_of(5);
     println!(
         "read bandwidth, first 5 passes over 512 MiB: {:.1} GB/s",
         bw / 1e9
@@ -126,7 +113,7 @@ fn summary(_: &mut Criterion) {
                 old = old.min(time_per_call(ws, k, n, rows, DenseImpl::Avx2, d));
                 new = new.min(time_per_call(ws, k, n, rows, DenseImpl::Avx512, d));
                 if rows == 1 {
-                    bw = bw.max(read_bandwidth_once(&buf));
+                    bw = bw.max(probe.pass());
                 }
             }
             let gf = |t: f64| 2.0 * (rows * k * n) as f64 / t / 1e9;

@@ -11,9 +11,9 @@
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
+use candela_kernels::memory::ReadProbe;
 use candela_kernels::{Int4Impl, Int4Weights};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 const SHAPES: [(usize, usize); 3] = [(896, 4864), (4864, 896), (896, 1152)];
@@ -42,17 +42,6 @@ fn copies(k: usize, n: usize) -> Vec<Int4Weights> {
     (0..(256usize << 20).div_ceil(one).max(2))
         .map(|i| weights(k, n, i as u32 + 1))
         .collect()
-}
-
-/// Read bandwidth (bytes/s) of one pass over `buf` with the rayon pool.
-fn read_bandwidth_once(buf: &[u64]) -> f64 {
-    let t = Instant::now();
-    let s: u64 = buf
-        .par_chunks(1 << 16)
-        .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
-        .sum();
-    std::hint::black_box(s);
-    (buf.len() * 8) as f64 / t.elapsed().as_secs_f64()
 }
 
 /// Mean seconds per multiply over at least `min_time`, cycling through the copies.
@@ -125,10 +114,8 @@ fn gemm(c: &mut Criterion) {
 /// are not against a cold figure.
 fn summary(_: &mut Criterion) {
     // 1 GiB (32x the L3), like `measure_read_bandwidth` in the server crate.
-    let buf: Vec<u64> = (0..(1u64 << 30) / 8).collect();
-    let mut bw = (0..5)
-        .map(|_| read_bandwidth_once(&buf))
-        .fold(0.0f64, f64::max);
+    let probe = ReadProbe::new(1 << 30);
+    let mut bw = probe.best_of(5);
     println!(
         "read bandwidth, first 5 passes over 1 GiB: {:.1} GB/s",
         bw / 1e9
@@ -148,7 +135,7 @@ fn summary(_: &mut Criterion) {
             for &rows in rows_list {
                 let mut t = f64::INFINITY;
                 for _ in 0..7 {
-                    bw = bw.max(read_bandwidth_once(&buf));
+                    bw = bw.max(probe.pass());
                     t = t.min(time_per_call(&ws, rows, imp, Duration::from_millis(300)));
                 }
                 println!(

@@ -32,6 +32,40 @@ pub fn huge_page_copy<T: Copy>(src: &[T]) -> Vec<T> {
     v
 }
 
+/// A read-bandwidth probe: a buffer (make it many times the last-level cache) summed by the
+/// rayon pool, the same access pattern as a decode step streaming its weights. Benchmarks
+/// report kernels against it, measured in the same run.
+pub struct ReadProbe {
+    buf: Vec<u64>,
+}
+
+impl ReadProbe {
+    /// A probe over `bytes` bytes (rounded down to 8), written once so its pages exist.
+    pub fn new(bytes: usize) -> Self {
+        ReadProbe {
+            buf: (0..(bytes / 8) as u64).collect(),
+        }
+    }
+
+    /// Bytes per second of one pass.
+    pub fn pass(&self) -> f64 {
+        use rayon::prelude::*;
+        let t = std::time::Instant::now();
+        let s: u64 = self
+            .buf
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
+            .sum();
+        std::hint::black_box(s);
+        (self.buf.len() * 8) as f64 / t.elapsed().as_secs_f64()
+    }
+
+    /// The best of `passes` passes, bytes per second.
+    pub fn best_of(&self, passes: usize) -> f64 {
+        (0..passes).map(|_| self.pass()).fold(0.0, f64::max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

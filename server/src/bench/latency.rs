@@ -3,8 +3,8 @@
 
 use crate::engine_args::EngineArgs;
 use candela_engine::{Engine, EngineHandle, Prompt, Request, RequestEvent};
+use candela_kernels::memory::ReadProbe;
 use clap::Args;
-use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 /// `bench latency` flags.
@@ -92,19 +92,7 @@ fn one_iter(engine: &EngineHandle, args: &LatencyArgs, it: usize) -> anyhow::Res
 
 /// Read bandwidth with all rayon threads over a 1 GiB buffer (bytes/s, best of 5).
 pub fn measure_read_bandwidth() -> f64 {
-    let n = (1usize << 30) / 8;
-    let buf: Vec<u64> = (0..n as u64).collect();
-    let mut best = 0.0f64;
-    for _ in 0..5 {
-        let t = Instant::now();
-        let s: u64 = buf
-            .par_chunks(1 << 16)
-            .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
-            .sum();
-        std::hint::black_box(s);
-        best = best.max((n * 8) as f64 / t.elapsed().as_secs_f64());
-    }
-    best
+    ReadProbe::new(1 << 30).best_of(5)
 }
 
 /// Runs `bench latency`.

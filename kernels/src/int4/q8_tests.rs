@@ -45,18 +45,10 @@ fn q8_tol(groups: usize, term: f64) -> f64 {
     (groups as f64 + 2.0) * 2f64.powi(-23) * term + 1e-30
 }
 
-const SHAPES: [(usize, usize, usize); 10] = [
-    (72, 13, 32),
-    (64, 1, 64),
-    (200, 37, 16),
-    (256, 100, 128),
-    (896, 45, 128),
-    (40, 8, 8),
-    (520, 70, 256),
-    (200, 19, 128),
-    (136, 5, 64),
-    (328, 33, 40),
-];
+/// The exact paths' odd shapes plus a group of 40 (not a multiple of 32, the Q8 chunk).
+fn shapes() -> impl Iterator<Item = (usize, usize, usize)> {
+    super::tests::ODD_SHAPES.into_iter().chain([(328, 33, 40)])
+}
 
 fn q8_simd() -> Vec<Int4Impl> {
     Int4Impl::available()
@@ -107,7 +99,7 @@ fn q8_paths_match_q8_reference_on_odd_shapes() {
     let mut imps = q8_simd();
     imps.push(Int4Impl::Q8Reference);
     for imp in imps {
-        for &(k, n, gs) in &SHAPES {
+        for (k, n, gs) in shapes() {
             for rows in [1, 2, 3, 4, 5, 6, 7, 8, 33] {
                 if imp == Int4Impl::Q8Reference && rows > GEMV_MAX_ROWS {
                     continue;
@@ -136,7 +128,7 @@ fn q8_error_is_bounded_by_activation_rounding() {
     imps.push(Int4Impl::Q8Reference);
     let (mut worst, mut rel2, mut cnt) = (0.0f64, 0.0f64, 0usize);
     for imp in imps {
-        for &(k, n, gs) in &SHAPES {
+        for (k, n, gs) in shapes() {
             for rows in [1, 3, 8] {
                 let w = random_weights(k, n, gs, (k + n + gs) as u32);
                 let x = random_x(rows * k, 3 + rows as u32);

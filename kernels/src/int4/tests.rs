@@ -53,25 +53,27 @@ fn check(k: usize, n: usize, gs: usize, rows: usize, imp: Int4Impl) {
     }
 }
 
+/// `(k, n, group)`: k not a multiple of the group, n not a multiple of 8 or of the column
+/// block (shared with `q8_tests.rs`).
+pub(super) const ODD_SHAPES: [(usize, usize, usize); 9] = [
+    (72, 13, 32),
+    (64, 1, 64),
+    (200, 37, 16),
+    (256, 100, 128),
+    (896, 45, 128),
+    (40, 8, 8),
+    (520, 70, 256),
+    (200, 19, 128),
+    (136, 5, 64),
+];
+
 #[test]
 fn every_path_matches_reference_on_odd_shapes() {
-    // (k, n, group): k not a multiple of the group, n not a multiple of 8 or of the column block.
-    let shapes = [
-        (72, 13, 32),
-        (64, 1, 64),
-        (200, 37, 16),
-        (256, 100, 128),
-        (896, 45, 128),
-        (40, 8, 8),
-        (520, 70, 256),
-        (200, 19, 128),
-        (136, 5, 64),
-    ];
     for imp in Int4Impl::available()
         .into_iter()
         .filter(|&i| i != Int4Impl::Reference && !i.is_q8())
     {
-        for &(k, n, gs) in &shapes {
+        for &(k, n, gs) in &ODD_SHAPES {
             for rows in [1, 2, 3, 4, 5, 6, 7, 8, 9, 33] {
                 check(k, n, gs, rows, imp);
             }

@@ -310,6 +310,15 @@ fn pack_x(x: &[f32], rows: usize, k: usize, pairs: bool, lanes: usize) -> Vec<u3
     xp.par_chunks_mut(kq * lanes)
         .enumerate()
         .for_each(|(g, dst)| {
+            if lanes == 16 {
+                let rs = g * lanes..(g * lanes + lanes).min(rows);
+                // SAFETY: AVX-512F/BW/VL/BF16 are available (this module's GEMM only runs
+                // then); `dst` is this group's `[kq][16]`, `x` holds rows `rs` of `k`.
+                unsafe {
+                    super::avx512_pack::pack_group16(&x[rs.start * k..rs.end * k], k, pairs, dst)
+                };
+                return;
+            }
             for l in 0..lanes.min(rows - g * lanes) {
                 let xr = &x[(g * lanes + l) * k..(g * lanes + l + 1) * k];
                 if pairs {

@@ -18,6 +18,8 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_dot;
+#[cfg(target_arch = "x86_64")]
+mod avx512_pack;
 #[cfg(test)]
 mod tests;
 

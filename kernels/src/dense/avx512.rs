@@ -66,6 +66,12 @@ pub fn matmul(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, ou
             super::avx512_dot::gemv_bf16(x, rows, wb, n, k, out)
         }
         DenseWeight::BF16(_) => gemm(x, rows, w, n, k, out),
+        DenseWeight::F16(wh) if rows <= super::F16_DOT_MAX_ROWS => {
+            super::avx512_dot::gemv_f16(x, rows, wh, n, k, out)
+        }
+        DenseWeight::F16(_) if rows <= super::F16_AVX2_MAX_ROWS => {
+            super::gemv_impl(super::DenseImpl::Avx2.available(), x, rows, w, n, k, out)
+        }
         _ if rows <= super::F32_AVX2_MAX_ROWS => {
             super::gemv_impl(super::DenseImpl::Avx2.available(), x, rows, w, n, k, out)
         }

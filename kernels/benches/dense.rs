@@ -1,7 +1,7 @@
 //! Dense matmul benchmarks at Qwen2.5-0.5B shapes (`k, n` = 896 x 4864 gate/up, 4864 x 896
 //! down, 896 x 1152 q|k|v, 896 x 151936 LM head at small batches): the AVX2 implementation
 //! (streaming GEMV up to `GEMV_MAX_ROWS`, widen-and-gemm beyond) against the AVX-512 one
-//! (`vdpbf16ps` for bf16 weights, f32 FMA for f32 weights), in GFLOP/s and, at one row, weight
+//! (`vdpbf16ps` for bf16 weights, f32 FMA for f32 and f16 weights), in GFLOP/s and, at one row, weight
 //! GB/s against this machine's read bandwidth measured in the same run (rows-1 calls cycle
 //! through weight copies totalling > 64 MiB, so the weights come from DRAM, not the 32 MiB L3).
 //!
@@ -14,16 +14,25 @@
 use candela_kernels::dense::{matmul_with, DenseImpl, DenseWeight};
 use candela_kernels::memory::ReadProbe;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use half::bf16;
+use half::{bf16, f16};
 use std::time::{Duration, Instant};
 
 const SHAPES: [(usize, usize); 3] = [(896, 4864), (4864, 896), (896, 1152)];
 const LM_HEAD: (usize, usize) = (896, 151936);
 const ROWS: [usize; 6] = [1, 8, 16, 32, 64, 256];
 
+/// Weight precision of a case.
+#[derive(Clone, Copy, PartialEq)]
+enum Ty {
+    F32,
+    BF16,
+    F16,
+}
+
 enum Store {
     F32(Vec<f32>),
     BF16(Vec<bf16>),
+    F16(Vec<f16>),
 }
 
 impl Store {
@@ -31,30 +40,32 @@ impl Store {
         match self {
             Store::F32(w) => DenseWeight::F32(w),
             Store::BF16(w) => DenseWeight::BF16(w),
+            Store::F16(w) => DenseWeight::F16(w),
         }
     }
     fn bytes(&self) -> usize {
         match self {
             Store::F32(w) => w.len() * 4,
             Store::BF16(w) => w.len() * 2,
+            Store::F16(w) => w.len() * 2,
         }
     }
 }
 
-fn weights(k: usize, n: usize, seed: usize, f32w: bool) -> Store {
+fn weights(k: usize, n: usize, seed: usize, ty: Ty) -> Store {
     let v = (0..n * k).map(|i| ((i * 7919 + seed * 104729) % 1000) as f32 * 1e-4 - 0.05);
-    if f32w {
-        Store::F32(v.collect())
-    } else {
-        Store::BF16(v.map(bf16::from_f32).collect())
+    match ty {
+        Ty::F32 => Store::F32(v.collect()),
+        Ty::BF16 => Store::BF16(v.map(bf16::from_f32).collect()),
+        Ty::F16 => Store::F16(v.map(f16::from_f32).collect()),
     }
 }
 
 /// Enough copies of a `[n, k]` matrix to exceed 64 MiB (one if it alone does).
-fn copies(k: usize, n: usize, f32w: bool) -> Vec<Store> {
-    let one = weights(k, n, 0, f32w).bytes();
+fn copies(k: usize, n: usize, ty: Ty) -> Vec<Store> {
+    let one = weights(k, n, 0, ty).bytes();
     (0..(64usize << 20).div_ceil(one))
-        .map(|i| weights(k, n, i, f32w))
+        .map(|i| weights(k, n, i, ty))
         .collect()
 }
 
@@ -96,15 +107,21 @@ fn summary(_: &mut Criterion) {
         "read bandwidth, first 5 passes over 512 MiB: {:.1} GB/s",
         bw / 1e9
     );
-    let mut cases: Vec<(usize, usize, bool, &[usize])> = SHAPES
+    let mut cases: Vec<(usize, usize, Ty, &[usize])> = SHAPES
         .iter()
-        .map(|&(k, n)| (k, n, false, &ROWS[..]))
+        .map(|&(k, n)| (k, n, Ty::BF16, &ROWS[..]))
         .collect();
-    cases.push((LM_HEAD.0, LM_HEAD.1, false, &[1, 8, 16, 32, 64]));
-    cases.push((896, 4864, true, &[1, 16, 64, 256]));
-    for (k, n, f32w, rows_list) in cases {
-        let dram = copies(k, n, f32w);
-        let ty = if f32w { "f32" } else { "bf16" };
+    cases.push((LM_HEAD.0, LM_HEAD.1, Ty::BF16, &[1, 8, 16, 32, 64]));
+    // The tied fp16 LM head of AWQ / GPTQ checkpoints.
+    cases.push((LM_HEAD.0, LM_HEAD.1, Ty::F16, &[1, 4, 8]));
+    cases.push((896, 4864, Ty::F32, &[1, 16, 64, 256]));
+    for (k, n, wty, rows_list) in cases {
+        let dram = copies(k, n, wty);
+        let ty = match wty {
+            Ty::F32 => "f32",
+            Ty::BF16 => "bf16",
+            Ty::F16 => "f16",
+        };
         for &rows in rows_list {
             let ws = if rows == 1 { &dram[..] } else { &dram[..1] };
             let (mut old, mut new) = (f64::INFINITY, f64::INFINITY);
@@ -148,7 +165,7 @@ fn summary(_: &mut Criterion) {
 /// Criterion view of the bf16 gate/up shape over the batch sizes, both implementations.
 fn bench(c: &mut Criterion) {
     let (k, n) = SHAPES[0];
-    let w = weights(k, n, 0, false);
+    let w = weights(k, n, 0, Ty::BF16);
     let mut g = c.benchmark_group("dense_bf16_k896_n4864");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(2))

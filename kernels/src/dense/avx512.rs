@@ -66,6 +66,12 @@ pub fn matmul(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, ou
             super::avx512_dot::gemv_bf16(x, rows, wb, n, k, out)
         }
         DenseWeight::BF16(_) => gemm(x, rows, w, n, k, out),
+        DenseWeight::F16(wh) if rows <= super::F16_DOT_MAX_ROWS => {
+            super::avx512_dot::gemv_f16(x, rows, wh, n, k, out)
+        }
+        DenseWeight::F16(_) if rows <= super::F16_AVX2_MAX_ROWS => {
+            super::gemv_impl(super::DenseImpl::Avx2.available(), x, rows, w, n, k, out)
+        }
         _ if rows <= super::F32_AVX2_MAX_ROWS => {
             super::gemv_impl(super::DenseImpl::Avx2.available(), x, rows, w, n, k, out)
         }
@@ -310,6 +316,15 @@ fn pack_x(x: &[f32], rows: usize, k: usize, pairs: bool, lanes: usize) -> Vec<u3
     xp.par_chunks_mut(kq * lanes)
         .enumerate()
         .for_each(|(g, dst)| {
+            if lanes == 16 {
+                let rs = g * lanes..(g * lanes + lanes).min(rows);
+                // SAFETY: AVX-512F/BW/VL/BF16 are available (this module's GEMM only runs
+                // then); `dst` is this group's `[kq][16]`, `x` holds rows `rs` of `k`.
+                unsafe {
+                    super::avx512_pack::pack_group16(&x[rs.start * k..rs.end * k], k, pairs, dst)
+                };
+                return;
+            }
             for l in 0..lanes.min(rows - g * lanes) {
                 let xr = &x[(g * lanes + l) * k..(g * lanes + l + 1) * k];
                 if pairs {

@@ -1,21 +1,52 @@
-//! The AVX-512 bf16 GEMV ("dot-product" formulation, bf16 weights, `rows <=
-//! BF16_DOT_MAX_ROWS`): activations rounded to bf16 row-major; each accumulator lane sums over
-//! `k` (32 values per `vdpbf16ps`) for one (row, column) pair, reduced horizontally once per
-//! output. Weight rows stream sequentially, which the hardware prefetcher follows.
+//! The AVX-512 GEMVs in "dot-product" formulation for `rows <= DOT_MAX_ROWS`: each accumulator
+//! lane sums over `k` for one (row, column) pair, reduced horizontally once per output, and
+//! weight rows stream sequentially, which the hardware prefetcher follows.
+//!
+//! - bf16 weights: activations rounded to bf16 row-major, 32 values per `vdpbf16ps`.
+//! - f16 weights (e.g. the tied fp16 LM head of AWQ / GPTQ checkpoints): widened 16 at a time
+//!   with `vcvtph2ps` (exact) and multiplied into exact f32 activations with FMA.
 
 use super::avx512::OutPtr;
-use half::bf16;
+use half::{bf16, f16};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
 /// Output columns per GEMV task.
 const GEMV_COLS: usize = 64;
+/// Most activation rows the dot GEMVs take.
+pub(super) const DOT_MAX_ROWS: usize = 4;
+
+/// Dot-product GEMV for f16 weights and `rows <= 4` with exact f32 activations; shapes as
+/// [`super::matmul`].
+pub(super) fn gemv_f16(x: &[f32], rows: usize, w: &[f16], n: usize, k: usize, out: &mut [f32]) {
+    assert!(rows <= DOT_MAX_ROWS, "gemv_f16: at most 4 rows");
+    let o = OutPtr(out.as_mut_ptr());
+    (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
+        for j in b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n) {
+            let wj = &w[j * k..(j + 1) * k];
+            // SAFETY: AVX-512F is available (checked by `matmul_with`); `x` is `[rows, k]`,
+            // `wj` is `[k]`.
+            let s = unsafe {
+                match rows {
+                    1 => dot_col_f16::<1>(x, wj, k),
+                    2 => dot_col_f16::<2>(x, wj, k),
+                    3 => dot_col_f16::<3>(x, wj, k),
+                    _ => dot_col_f16::<4>(x, wj, k),
+                }
+            };
+            for (r, v) in s.iter().enumerate().take(rows) {
+                // SAFETY: `out` is `[rows, n]`, `j < n`, and this task alone writes column `j`.
+                unsafe { *o.get().add(r * n + j) = *v };
+            }
+        }
+    });
+}
 
 /// Dot-product GEMV for bf16 weights and `rows <= 4`; shapes as [`super::matmul`]. Weight rows
 /// are read one after another (a single sequential stream per task), each 64-byte chunk used
 /// for every activation row.
 pub(super) fn gemv_bf16(x: &[f32], rows: usize, w: &[bf16], n: usize, k: usize, out: &mut [f32]) {
-    assert!(rows <= 4, "gemv_bf16: at most 4 rows");
+    assert!(rows <= DOT_MAX_ROWS, "gemv_bf16: at most 4 rows");
     let xb: Vec<u16> = x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
     let o = OutPtr(out.as_mut_ptr());
     (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
@@ -85,6 +116,57 @@ unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] 
             }
         }
         i += 32;
+    }
+    let mut s = [0.0f32; 4];
+    for (r, v) in s.iter_mut().enumerate().take(R) {
+        let t = _mm512_add_ps(
+            _mm512_add_ps(acc[0][r], acc[1][r]),
+            _mm512_add_ps(acc[2][r], acc[3][r]),
+        );
+        *v = _mm512_reduce_add_ps(t);
+    }
+    s
+}
+
+/// `[Σ_i x[r, i] · w[i] for r < R]` in f32 (entries `R..4` are zero).
+///
+/// # Safety
+/// AVX-512F available; `x` holds at least `R * k` values and `w` exactly `k`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,fma")]
+unsafe fn dot_col_f16<const R: usize>(x: &[f32], w: &[f16], k: usize) -> [f32; 4] {
+    let mut acc = [[_mm512_setzero_ps(); R]; DOT_UNROLL];
+    let wp = w.as_ptr() as *const u16;
+    let xr: [*const f32; R] = std::array::from_fn(|r| x[r * k..].as_ptr());
+    let mut i = 0;
+    while i + 16 * DOT_UNROLL <= k {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let o = i + 16 * u;
+            // SAFETY: `o + 16 <= k`: inside `w` and every activation row.
+            unsafe {
+                let wv = _mm512_cvtph_ps(_mm256_loadu_si256(wp.add(o) as *const __m256i));
+                for r in 0..R {
+                    a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr[r].add(o)), wv, a[r]);
+                }
+            }
+        }
+        i += 16 * DOT_UNROLL;
+    }
+    while i < k {
+        // A partial last chunk loads zeros past `k` in both operands.
+        let mask: __mmask16 = if k - i >= 16 {
+            !0
+        } else {
+            (1u16 << (k - i)) - 1
+        };
+        // SAFETY: masked loads touch only `i..min(i + 16, k)`.
+        unsafe {
+            let wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, wp.add(i) as *const i16));
+            for r in 0..R {
+                let xv = _mm512_maskz_loadu_ps(mask, xr[r].add(i));
+                acc[0][r] = _mm512_fmadd_ps(xv, wv, acc[0][r]);
+            }
+        }
+        i += 16;
     }
     let mut s = [0.0f32; 4];
     for (r, v) in s.iter_mut().enumerate().take(R) {

@@ -18,6 +18,8 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_dot;
+#[cfg(target_arch = "x86_64")]
+mod avx512_pack;
 #[cfg(test)]
 mod tests;
 
@@ -136,7 +138,17 @@ pub const GEMV_MAX_ROWS: usize = 24;
 /// the hardware prefetcher); rows 4: 18-48 ms vs 30-58 ms (and 285-292 us vs 457 us at
 /// 896 x 4864 from L3). 5-7 rows were not tried with the dot kernel (it stops at 4 rows).
 pub const BF16_DOT_MAX_ROWS: usize = 4;
-/// Rows up to which the AVX-512 path sends f32 / f16 weights to the AVX2 streaming GEMV
+/// Rows up to which the AVX-512 path runs f16 weights through the dot-product GEMV (exact f32
+/// activations, weights widened with `vcvtph2ps`). Measured with the fp16 896 x 151936 LM head
+/// from DRAM (`benches/dense.rs`, loaded machine, same run): 1 row 12.6 ms vs 18.4 ms for the
+/// AVX2 streaming GEMV (64 % vs 43 % of read bandwidth), 4 rows 25.3 vs 43.4 ms.
+pub const F16_DOT_MAX_ROWS: usize = 4;
+/// Rows up to which the AVX-512 path sends f16 weights beyond [`F16_DOT_MAX_ROWS`] to the AVX2
+/// streaming GEMV (same measurement, 8 rows: 66.9 ms vs 94.2 ms for the broadcast GEMM with
+/// widened strips).
+pub const F16_AVX2_MAX_ROWS: usize = 8;
+/// Rows up to which the AVX-512 path sends f32 (and f16 beyond [`F16_DOT_MAX_ROWS`]) weights to
+/// the AVX2 streaming GEMV
 /// (measured, 896 x 4864 f32: AVX2 1.5x faster at 1-2 rows, even at 4, AVX-512 1.2x at 8 and
 /// 2.6x at 16).
 pub const F32_AVX2_MAX_ROWS: usize = 3;

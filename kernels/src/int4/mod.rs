@@ -3,7 +3,8 @@
 //! ([`Int4Weights`]), its validation, the threading (rayon, split over output columns) and the
 //! dispatch between the AVX2+FMA path (`avx2.rs`), the portable path and the scalar reference
 //! (`scalar.rs`). The int8-activation ("Q8") variants quantize the activations per group and
-//! use integer dot products (`q8.rs`: quantizer, layout, reference; `vnni.rs`: AVX-512 VNNI).
+//! use integer dot products (`q8.rs`: quantizer, layout, reference; `vnni_dot.rs`: AVX-512 VNNI
+//! dot-product GEMV for 128-multiple groups; `vnni.rs`: AVX-512 VNNI column tiles otherwise).
 //!
 //! Kernel layout, per output column `c` (of `n`) and input channel `i` (of `k`):
 //! - `qweight[c * k/8 + i/8]` holds `q(c, i)` in bits `4*(i%8)..4*(i%8)+4` (K contiguous);
@@ -21,6 +22,7 @@ mod prepared;
 mod q8;
 mod scalar;
 mod vnni;
+mod vnni_dot;
 
 use rayon::prelude::*;
 
@@ -297,6 +299,13 @@ impl Int4Weights {
             Int4Impl::Q8Avx512 if vnni::available() => {
                 if rows > GEMV_MAX_ROWS {
                     return self.matmul_with(Int4Impl::best(), x, rows, out);
+                }
+                if vnni_dot::supported(self) {
+                    let prep = vnni_dot::DotPrepared::new(self, x, rows);
+                    self.run_parallel(rows, out, |c0, c1, o| {
+                        vnni_dot::cols(self, &prep, c0, c1, o)
+                    });
+                    return Ok(());
                 }
                 let prep = q8::Q8Prepared::new(self, x, rows);
                 let chunk = self.chunk_cols_q8(rows);

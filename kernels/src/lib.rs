@@ -12,6 +12,7 @@ pub mod memory;
 pub mod norm;
 pub mod paged_attention;
 pub mod rope;
+mod simd;
 
 pub use int4::{Int4Error, Int4Impl, Int4Weights};
 pub use paged_attention::{paged_attention, reshape_and_cache, AttnSeq, KvLayout};

@@ -1,5 +1,5 @@
 //! The paged-attention kernel behind [`super::paged_attention`] for every call (decode and
-//! prefill): blocked, flash-attention style, generic over the vector ISA of `simd/`.
+//! prefill): blocked, flash-attention style, generic over the vector ISA of `crate::simd`.
 //!
 //! Work unit: one sequence, one KV head, up to [`BLOCK_TOKENS`] consecutive query tokens; all
 //! `group = n_heads / n_kv_heads` query heads of that KV head are processed together, so each
@@ -33,10 +33,10 @@
 //! prefill chunk or batch (the engine's batch invariance rests on this), and, since the
 //! [`Isa`] paths compute the same lane-wise operations, on any of the three paths.
 
-use super::simd::{exp, Isa, Lanes, Path, Portable, LANES};
-#[cfg(target_arch = "x86_64")]
-use super::simd::{Avx2, Avx512};
 use super::{AttnSeq, KvLayout, KvSrc};
+use crate::simd::{exp, Isa, Lanes, Path, Portable, LANES};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{Avx2, Avx512};
 use rayon::prelude::*;
 
 /// Query tokens per work unit (a throughput knob only: results do not depend on it).

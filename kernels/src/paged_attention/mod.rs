@@ -6,12 +6,12 @@
 //!
 //! This file owns the public API, the cache writes and the storage abstraction ([`KvSrc`]).
 //! The attention kernel is `blocked.rs` (flash-attention style, used for every call) on the
-//! vector primitives of `simd/`; `per_head.rs` keeps the previous one-head-at-a-time kernel
+//! vector primitives of `crate::simd`; `per_head.rs` keeps the previous one-head-at-a-time kernel
 //! as a second reference and for the benchmark.
 
 mod blocked;
 mod per_head;
-mod simd;
+
 #[cfg(test)]
 mod tests;
 
@@ -93,7 +93,7 @@ pub fn paged_attention(
 ) {
     let (k, v) = (F32Kv(k_cache), F32Kv(v_cache));
     blocked::attend(
-        simd::Path::best(),
+        crate::simd::Path::best(),
         q,
         &k,
         &v,
@@ -182,7 +182,7 @@ pub fn paged_attention_fp8(
 ) {
     let (k, v) = fp8_srcs(k_cache, v_cache, fp8);
     blocked::attend(
-        simd::Path::best(),
+        crate::simd::Path::best(),
         q,
         &k,
         &v,

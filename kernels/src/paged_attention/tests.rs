@@ -2,8 +2,8 @@
 //! shape sweeps), against the previous per-head kernel, across the ISA paths, and for the
 //! batch invariance of a row's output.
 
-use super::simd::Path;
 use super::*;
+use crate::simd::Path;
 
 /// Dense causal attention of one sequence (queries at the last positions), the reference.
 #[allow(clippy::too_many_arguments)]

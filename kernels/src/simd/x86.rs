@@ -10,11 +10,11 @@ const ROUND: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
 /// Token for AVX-512F (plus AVX2 and FMA, which every AVX-512 CPU has).
 #[derive(Debug, Clone, Copy)]
-pub(in crate::paged_attention) struct Avx512(());
+pub(crate) struct Avx512(());
 
 impl Avx512 {
     /// The token, if this CPU has the features.
-    pub(in crate::paged_attention) fn detect() -> Option<Self> {
+    pub(crate) fn detect() -> Option<Self> {
         (is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma"))
@@ -24,11 +24,11 @@ impl Avx512 {
 
 /// Token for AVX2 + FMA.
 #[derive(Debug, Clone, Copy)]
-pub(in crate::paged_attention) struct Avx2(());
+pub(crate) struct Avx2(());
 
 impl Avx2 {
     /// The token, if this CPU has the features.
-    pub(in crate::paged_attention) fn detect() -> Option<Self> {
+    pub(crate) fn detect() -> Option<Self> {
         (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2(()))
     }
 }
@@ -79,6 +79,49 @@ unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     out
 }
 
+/// 16 x 16 transpose of 32-bit elements held as 16 row vectors: `out[i][j] = r[j][i]` (also
+/// used on integer data, through casts, by the dense GEMM's activation packing).
+///
+/// # Safety
+/// AVX-512F available.
+#[inline(always)]
+pub(crate) unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    // SAFETY: register-only AVX-512F operations (the caller vouches for the feature).
+    unsafe {
+        let mut out = [_mm512_setzero_ps(); 16];
+        // t[2i], t[2i + 1]: rows 2i and 2i + 1 interleaved, per 128-bit lane.
+        let mut t = r;
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // c[4g + e], 128-bit lane k: element 4k + e of rows 4g..4g + 4.
+        let mut c = t;
+        for g in 0..4 {
+            let (lo, hi) = (4 * g, 4 * g + 2);
+            let (a0, b0) = (_mm512_castps_pd(t[lo]), _mm512_castps_pd(t[hi]));
+            let (a1, b1) = (_mm512_castps_pd(t[lo + 1]), _mm512_castps_pd(t[hi + 1]));
+            c[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
+            c[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
+            c[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
+            c[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
+        }
+        for e in 0..4 {
+            // Lanes (0, 1) and (2, 3) of row groups (0, 1) and (2, 3).
+            let u0 = _mm512_shuffle_f32x4::<0x44>(c[e], c[4 + e]);
+            let u1 = _mm512_shuffle_f32x4::<0xEE>(c[e], c[4 + e]);
+            let u2 = _mm512_shuffle_f32x4::<0x44>(c[8 + e], c[12 + e]);
+            let u3 = _mm512_shuffle_f32x4::<0xEE>(c[8 + e], c[12 + e]);
+            // Output row 4k + e: lane k of the four row groups.
+            out[e] = _mm512_shuffle_f32x4::<0x88>(u0, u2);
+            out[4 + e] = _mm512_shuffle_f32x4::<0xDD>(u0, u2);
+            out[8 + e] = _mm512_shuffle_f32x4::<0x88>(u1, u3);
+            out[12 + e] = _mm512_shuffle_f32x4::<0xDD>(u1, u3);
+        }
+        out
+    }
+}
+
 impl Isa for Avx512 {
     type V = __m512;
     const MAX_QUERIES: usize = 8;
@@ -91,39 +134,8 @@ impl Isa for Avx512 {
             for (v, row) in r.iter_mut().zip(rows) {
                 *v = _mm512_load_ps(row.0.as_ptr());
             }
-            // t[2i], t[2i + 1]: rows 2i and 2i + 1 interleaved, per 128-bit lane.
-            let mut t = r;
-            for i in 0..8 {
-                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-            }
-            // c[4g + e], 128-bit lane k: element 4k + e of rows 4g..4g + 4.
-            let mut c = t;
-            for g in 0..4 {
-                let (lo, hi) = (4 * g, 4 * g + 2);
-                let (a0, b0) = (_mm512_castps_pd(t[lo]), _mm512_castps_pd(t[hi]));
-                let (a1, b1) = (_mm512_castps_pd(t[lo + 1]), _mm512_castps_pd(t[hi + 1]));
-                c[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
-                c[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
-                c[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
-                c[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
-            }
-            for e in 0..4 {
-                // Lanes (0, 1) and (2, 3) of row groups (0, 1) and (2, 3).
-                let u0 = _mm512_shuffle_f32x4::<0x44>(c[e], c[4 + e]);
-                let u1 = _mm512_shuffle_f32x4::<0xEE>(c[e], c[4 + e]);
-                let u2 = _mm512_shuffle_f32x4::<0x44>(c[8 + e], c[12 + e]);
-                let u3 = _mm512_shuffle_f32x4::<0xEE>(c[8 + e], c[12 + e]);
-                // Output row 4k + e: lane k of the four row groups.
-                let o = [
-                    _mm512_shuffle_f32x4::<0x88>(u0, u2),
-                    _mm512_shuffle_f32x4::<0xDD>(u0, u2),
-                    _mm512_shuffle_f32x4::<0x88>(u1, u3),
-                    _mm512_shuffle_f32x4::<0xDD>(u1, u3),
-                ];
-                for (k, v) in o.into_iter().enumerate() {
-                    _mm512_store_ps(out[4 * k + e].0.as_mut_ptr(), v);
-                }
+            for (o, v) in out.iter_mut().zip(transpose16(r)) {
+                _mm512_store_ps(o.0.as_mut_ptr(), v);
             }
         }
     }
@@ -156,6 +168,11 @@ impl Isa for Avx512 {
     fn mul(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: token invariant.
         unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: token invariant.
+        unsafe { _mm512_div_ps(a, b) }
     }
     #[inline(always)]
     fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
@@ -216,7 +233,7 @@ impl Isa for Avx512 {
 
 /// Lanes 0..8 and 8..16.
 #[derive(Debug, Clone, Copy)]
-pub(in crate::paged_attention) struct Pair(__m256, __m256);
+pub(crate) struct Pair(__m256, __m256);
 
 /// `Pair(f(a.0, b.0), f(a.1, b.1))` for a two-operand intrinsic `f`.
 macro_rules! pairwise {
@@ -282,6 +299,10 @@ impl Isa for Avx2 {
     #[inline(always)]
     fn mul(self, a: Pair, b: Pair) -> Pair {
         pairwise!(_mm256_mul_ps, a, b)
+    }
+    #[inline(always)]
+    fn div(self, a: Pair, b: Pair) -> Pair {
+        pairwise!(_mm256_div_ps, a, b)
     }
     #[inline(always)]
     fn fma(self, a: Pair, b: Pair, c: Pair) -> Pair {

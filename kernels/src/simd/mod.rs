@@ -1,4 +1,5 @@
-//! 16-lane f32 vector primitives for the blocked attention kernel, and the vectorised `exp`.
+//! 16-lane f32 vector primitives (the blocked attention kernel, the MLP activation), the
+//! vectorised `exp`, and the AVX-512 16 x 16 register transpose.
 //!
 //! [`Isa`] is implemented three times: one `__m512` (AVX-512F), two `__m256` (AVX2 + FMA) and
 //! a portable `[f32; 16]`. Every operation is lane-wise IEEE arithmetic with one rounding
@@ -9,16 +10,16 @@
 //! methods inline. The x86 implementations are in `x86.rs`.
 
 /// Width of a vector: key positions per tile, and the chunk of `head_dim` per accumulator.
-pub(super) const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// One vector's worth of f32 in memory, cache-line aligned.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
-pub(super) struct Lanes(pub(super) [f32; LANES]);
+pub(crate) struct Lanes(pub(crate) [f32; LANES]);
 
 /// Which [`Isa`] implementation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Path {
+pub(crate) enum Path {
     /// `__m512` (AVX-512F).
     Avx512,
     /// Two `__m256` (AVX2 + FMA).
@@ -29,7 +30,7 @@ pub(super) enum Path {
 
 impl Path {
     /// The fastest path this CPU supports (detected at run time).
-    pub(super) fn best() -> Path {
+    pub(crate) fn best() -> Path {
         [Path::Avx512, Path::Avx2]
             .into_iter()
             .find(|p| p.available())
@@ -37,7 +38,7 @@ impl Path {
     }
 
     /// Whether this CPU can run the path.
-    pub(super) fn available(self) -> bool {
+    pub(crate) fn available(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
             Path::Avx512 => x86::Avx512::detect().is_some(),
@@ -52,7 +53,7 @@ impl Path {
 
 /// Lane-wise operations on a 16-lane f32 vector `V`. A value of an implementing type is a token
 /// proving the CPU supports it (only constructible after run-time detection).
-pub(super) trait Isa: Copy {
+pub(crate) trait Isa: Copy {
     /// The vector.
     type V: Copy;
     /// Queries whose scores the kernel computes together (1..=8): as many independent FMA
@@ -72,6 +73,8 @@ pub(super) trait Isa: Copy {
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a * b`.
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a / b` (IEEE, correctly rounded).
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a * b + c` with one rounding.
     fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `if a > b { a } else { b }` (x86 `maxps`: `b` when either is NaN).
@@ -124,7 +127,7 @@ const EXP_POLY: [f32; 6] = [
 /// to 88; NaN gives an unspecified finite value (the kernel never passes one for finite
 /// inputs).
 #[inline(always)]
-pub(super) fn exp<I: Isa>(isa: I, x: I::V) -> I::V {
+pub(crate) fn exp<I: Isa>(isa: I, x: I::V) -> I::V {
     let xc = isa.min(isa.max(x, isa.splat(EXP_LO)), isa.splat(EXP_HI));
     let n = isa.round(isa.mul(xc, isa.splat(LOG2E)));
     let r = isa.fma(n, isa.splat(-LN2_HI), xc);
@@ -141,7 +144,7 @@ pub(super) fn exp<I: Isa>(isa: I, x: I::V) -> I::V {
 
 /// `[f32; 16]` loops: runs anywhere, same results as the SIMD paths.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Portable;
+pub(crate) struct Portable;
 
 impl Portable {
     #[inline(always)]
@@ -187,6 +190,10 @@ impl Isa for Portable {
     #[inline(always)]
     fn mul(self, a: Lanes, b: Lanes) -> Lanes {
         Self::zip(a, b, |x, y| x * y)
+    }
+    #[inline(always)]
+    fn div(self, a: Lanes, b: Lanes) -> Lanes {
+        Self::zip(a, b, |x, y| x / y)
     }
     #[inline(always)]
     fn fma(self, a: Lanes, b: Lanes, c: Lanes) -> Lanes {
@@ -248,7 +255,7 @@ impl Isa for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use x86::{Avx2, Avx512};
+pub(crate) use x86::{transpose16, Avx2, Avx512};
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! Int4 group-quantized matrix multiply `y = x Wᵀ` with `W` kept at 4 bits per weight and
 //! dequantized in registers (AWQ / GPTQ after repacking). This module owns the kernel layout
 //! ([`Int4Weights`]), its validation, the threading (rayon, split over output columns) and the
-//! dispatch between the AVX2+FMA path (`avx2.rs`), the portable path and the scalar reference
+//! dispatch between the AVX2+FMA path (`avx2.rs`), the prefill GEMM through dequantized f32
+//! panels on AVX-512 hosts (`dequant_gemm.rs`), the portable path and the scalar reference
 //! (`scalar.rs`). The int8-activation ("Q8") variants quantize the activations per group and
 //! use integer dot products (`q8.rs`: quantizer, layout, reference; `vnni_dot.rs`: AVX-512 VNNI
 //! dot-product GEMV for 128-multiple groups; `vnni.rs`: AVX-512 VNNI column tiles otherwise).
@@ -18,6 +19,7 @@
 //! summation order differs.
 
 mod avx2;
+mod dequant_gemm;
 mod prepared;
 mod q8;
 mod scalar;
@@ -50,7 +52,9 @@ pub enum Int4Impl {
     Reference,
     /// Portable blocked Rust that the compiler vectorises for the baseline target.
     Portable,
-    /// `#[target_feature(enable = "avx2,fma,f16c")]` intrinsics.
+    /// `#[target_feature(enable = "avx2,fma,f16c")]` intrinsics; batches of more than
+    /// [`GEMV_MAX_ROWS`] rows on AVX-512 hosts dequantize panels to f32 for the dense AVX-512
+    /// f32 GEMM instead (`dequant_gemm.rs`, same exact arithmetic).
     Avx2,
     /// Int8 activations (quantized per group, see `q8.rs`), scalar reference
     /// ([`matmul_q8_reference`]): slow, for tests. Not exact: the activations are rounded to
@@ -291,6 +295,10 @@ impl Int4Weights {
                 });
             }
             Int4Impl::Avx2 if avx2::available() => {
+                if rows > GEMV_MAX_ROWS && dequant_gemm::available() {
+                    dequant_gemm::matmul(self, x, rows, out);
+                    return Ok(());
+                }
                 let prep = prepared::Prepared::new(self, x, rows);
                 self.run_parallel(rows, out, |c0, c1, o| avx2::cols(self, &prep, c0, c1, o));
             }

@@ -45,9 +45,13 @@ fn q8_tol(groups: usize, term: f64) -> f64 {
     (groups as f64 + 2.0) * 2f64.powi(-23) * term + 1e-30
 }
 
-/// The exact paths' odd shapes plus a group of 40 (not a multiple of 32, the Q8 chunk).
+/// The exact paths' odd shapes plus a group of 40 (not a multiple of 32, the Q8 chunk), and
+/// two-block groups of 256 for the dot kernel: whole (`k = 768`) and with a shorter last group
+/// (`k = 384`, which goes to the column-tile kernel).
 fn shapes() -> impl Iterator<Item = (usize, usize, usize)> {
-    super::tests::ODD_SHAPES.into_iter().chain([(328, 33, 40)])
+    super::tests::ODD_SHAPES
+        .into_iter()
+        .chain([(328, 33, 40), (768, 21, 256), (384, 21, 256)])
 }
 
 fn q8_simd() -> Vec<Int4Impl> {

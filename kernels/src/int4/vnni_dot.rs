@@ -19,9 +19,12 @@ use super::{Int4Weights, GEMV_MAX_ROWS};
 /// Channels per 64-byte load of one column.
 const BLOCK: usize = 128;
 
-/// Whether the dot kernel handles `w`: groups and `k` made of whole 128-channel blocks.
+/// Whether the dot kernel handles `w`: whole groups (no shorter last one) of whole 128-channel
+/// blocks.
 pub(super) fn supported(w: &Int4Weights) -> bool {
-    super::vnni::available() && w.group_size().is_multiple_of(BLOCK) && w.k().is_multiple_of(BLOCK)
+    super::vnni::available()
+        && w.group_size().is_multiple_of(BLOCK)
+        && w.k().is_multiple_of(w.group_size())
 }
 
 /// The quantized activations of one call (1..=8 rows) in the dot kernel's layout.

@@ -16,27 +16,38 @@ const GEMV_COLS: usize = 64;
 /// Most activation rows the dot GEMVs take.
 pub(super) const DOT_MAX_ROWS: usize = 4;
 
-/// Dot-product GEMV for f16 weights and `rows <= 4` with exact f32 activations; shapes as
-/// [`super::matmul`].
-pub(super) fn gemv_f16(x: &[f32], rows: usize, w: &[f16], n: usize, k: usize, out: &mut [f32]) {
-    assert!(rows <= DOT_MAX_ROWS, "gemv_f16: at most 4 rows");
+/// Runs `col(j)` (the `[rows]` outputs of column `j`, padded to 4) for every column over the
+/// rayon pool, `GEMV_COLS` columns per task, and writes them to `out` `[rows, n]`.
+fn for_each_column(rows: usize, n: usize, out: &mut [f32], col: impl Fn(usize) -> [f32; 4] + Sync) {
+    assert!(
+        rows <= DOT_MAX_ROWS && out.len() == rows * n,
+        "dot GEMV: shapes"
+    );
     let o = OutPtr(out.as_mut_ptr());
     (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
         for j in b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n) {
-            let wj = &w[j * k..(j + 1) * k];
-            // SAFETY: AVX-512F is available (checked by `matmul_with`); `x` is `[rows, k]`,
-            // `wj` is `[k]`.
-            let s = unsafe {
-                match rows {
-                    1 => dot_col_f16::<1>(x, wj, k),
-                    2 => dot_col_f16::<2>(x, wj, k),
-                    3 => dot_col_f16::<3>(x, wj, k),
-                    _ => dot_col_f16::<4>(x, wj, k),
-                }
-            };
-            for (r, v) in s.iter().enumerate().take(rows) {
-                // SAFETY: `out` is `[rows, n]`, `j < n`, and this task alone writes column `j`.
+            for (r, v) in col(j).iter().enumerate().take(rows) {
+                // SAFETY: `out` is `[rows, n]` (asserted), `j < n`, and this task alone writes
+                // column `j`.
                 unsafe { *o.get().add(r * n + j) = *v };
+            }
+        }
+    });
+}
+
+/// Dot-product GEMV for f16 weights and `rows <= 4` with exact f32 activations; shapes as
+/// [`super::matmul`].
+pub(super) fn gemv_f16(x: &[f32], rows: usize, w: &[f16], n: usize, k: usize, out: &mut [f32]) {
+    for_each_column(rows, n, out, |j| {
+        let wj = &w[j * k..(j + 1) * k];
+        // SAFETY: AVX-512F is available (checked by `matmul_with`); `x` is `[rows, k]`, `wj`
+        // is `[k]`.
+        unsafe {
+            match rows {
+                1 => dot_col_f16::<1>(x, wj, k),
+                2 => dot_col_f16::<2>(x, wj, k),
+                3 => dot_col_f16::<3>(x, wj, k),
+                _ => dot_col_f16::<4>(x, wj, k),
             }
         }
     });
@@ -46,25 +57,17 @@ pub(super) fn gemv_f16(x: &[f32], rows: usize, w: &[f16], n: usize, k: usize, ou
 /// are read one after another (a single sequential stream per task), each 64-byte chunk used
 /// for every activation row.
 pub(super) fn gemv_bf16(x: &[f32], rows: usize, w: &[bf16], n: usize, k: usize, out: &mut [f32]) {
-    assert!(rows <= DOT_MAX_ROWS, "gemv_bf16: at most 4 rows");
     let xb: Vec<u16> = x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
-    let o = OutPtr(out.as_mut_ptr());
-    (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
-        for j in b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n) {
-            let wj = &w[j * k..(j + 1) * k];
-            // SAFETY: AVX-512 is available (checked by `matmul_with`); `xb` is `[rows, k]`,
-            // `wj` is `[k]`.
-            let s = unsafe {
-                match rows {
-                    1 => dot_col::<1>(&xb, wj, k),
-                    2 => dot_col::<2>(&xb, wj, k),
-                    3 => dot_col::<3>(&xb, wj, k),
-                    _ => dot_col::<4>(&xb, wj, k),
-                }
-            };
-            for (r, v) in s.iter().enumerate().take(rows) {
-                // SAFETY: `out` is `[rows, n]`, `j < n`, and this task alone writes column `j`.
-                unsafe { *o.get().add(r * n + j) = *v };
+    for_each_column(rows, n, out, |j| {
+        let wj = &w[j * k..(j + 1) * k];
+        // SAFETY: AVX-512 is available (checked by `matmul_with`); `xb` is `[rows, k]`, `wj` is
+        // `[k]`.
+        unsafe {
+            match rows {
+                1 => dot_col::<1>(&xb, wj, k),
+                2 => dot_col::<2>(&xb, wj, k),
+                3 => dot_col::<3>(&xb, wj, k),
+                _ => dot_col::<4>(&xb, wj, k),
             }
         }
     });

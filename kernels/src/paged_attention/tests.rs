@@ -3,9 +3,11 @@
 //! batch invariance of a row's output.
 
 use super::*;
+use crate::simd::tests::pseudo;
 use crate::simd::Path;
 
-/// Dense causal attention of one sequence (queries at the last positions), the reference.
+/// Dense causal attention of one sequence (queries at the last positions), the reference:
+/// [`dense64`] at the usual `1/sqrt(d)` scale, rounded to f32.
 #[allow(clippy::too_many_arguments)]
 fn dense(
     q: &[f32],
@@ -17,32 +19,11 @@ fn dense(
     nkv: usize,
     d: usize,
 ) -> Vec<f32> {
-    let mut out = vec![0.0; n_q * nh * d];
-    for i in 0..n_q {
-        let pos = n_ctx - n_q + i;
-        for h in 0..nh {
-            let kvh = h / (nh / nkv);
-            let qh = &q[(i * nh + h) * d..][..d];
-            let s: Vec<f32> = (0..=pos)
-                .map(|p| {
-                    qh.iter()
-                        .zip(&k[(p * nkv + kvh) * d..][..d])
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>()
-                        / (d as f32).sqrt()
-                })
-                .collect();
-            let m = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let e: Vec<f32> = s.iter().map(|x| (x - m).exp()).collect();
-            let z: f32 = e.iter().sum();
-            for (p, w) in e.iter().enumerate() {
-                for j in 0..d {
-                    out[(i * nh + h) * d + j] += w / z * v[(p * nkv + kvh) * d + j];
-                }
-            }
-        }
-    }
-    out
+    let scale = 1.0 / (d as f32).sqrt();
+    dense64(q, k, v, n_q, n_ctx, nh, nkv, d, scale)
+        .into_iter()
+        .map(|x| x as f32)
+        .collect()
 }
 
 /// [`dense`] in f64 with an explicit `scale`: the "exact" answer for the sweeps.
@@ -83,18 +64,6 @@ fn dense64(
         }
     }
     out
-}
-
-fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect()
 }
 
 /// The ISA paths this CPU can run.

@@ -258,6 +258,6 @@ impl Isa for Portable {
 pub(crate) use x86::{transpose16, Avx2, Avx512};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;

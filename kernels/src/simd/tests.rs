@@ -13,7 +13,8 @@ fn paths() -> Vec<Path> {
         .collect()
 }
 
-fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+/// Deterministic values in `[-1, 1)` (xorshift), shared by the kernels' SIMD tests.
+pub(crate) fn pseudo(n: usize, seed: u32) -> Vec<f32> {
     let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
     (0..n)
         .map(|_| {

@@ -4,8 +4,9 @@
 //!
 //! Each GEMV call uses the next of several weight copies totalling > 256 MB, so the weights
 //! come from DRAM, not from the 32 MiB L3 (the read bandwidth pass is over 1 GiB for the same
-//! reason). The summary covers the exact f32-activation path ([`Int4Impl::best`]) and the
-//! int8-activation path ([`Int4Impl::best_q8`]). Run:
+//! reason). The summary covers the exact f32-activation path ([`Int4Impl::best`]), the
+//! int8-activation path ([`Int4Impl::best_q8`]) and, for the GEMM, the bf16-activation prefill
+//! path ([`Int4Impl::best_bf16`]). Run:
 //! `cargo bench -p candela-kernels --bench int4` (`-- summary` for the plain-text summary only).
 
 // `criterion_group!` generates an undocumented `pub fn`.
@@ -147,20 +148,24 @@ fn summary(_: &mut Criterion) {
                 );
             }
         }
-        for rows in [33, 128] {
+        for rows in [33, 128, 256] {
             if q8_only {
                 break;
             }
-            let t = (0..3)
-                .map(|_| {
-                    time_per_call(&ws[..1], rows, Int4Impl::best(), Duration::from_millis(500))
-                })
-                .fold(f64::INFINITY, f64::min);
-            println!(
-                "gemm k={k} n={n} rows={rows}: {:.2} ms, {:.1} GFLOP/s",
-                t * 1e3,
-                2.0 * (rows * k * n) as f64 / t / 1e9
-            );
+            let mut imps = vec![Int4Impl::best()];
+            if Int4Impl::best_bf16() != Int4Impl::best() {
+                imps.push(Int4Impl::best_bf16());
+            }
+            for imp in imps {
+                let t = (0..3)
+                    .map(|_| time_per_call(&ws[..1], rows, imp, Duration::from_millis(500)))
+                    .fold(f64::INFINITY, f64::min);
+                println!(
+                    "gemm {imp:?} k={k} n={n} rows={rows}: {:.2} ms, {:.1} GFLOP/s",
+                    t * 1e3,
+                    2.0 * (rows * k * n) as f64 / t / 1e9
+                );
+            }
         }
     }
     println!(

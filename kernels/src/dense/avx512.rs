@@ -65,7 +65,7 @@ pub fn matmul(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, ou
         DenseWeight::BF16(wb) if rows <= super::BF16_DOT_MAX_ROWS => {
             super::avx512_dot::gemv_bf16(x, rows, wb, n, k, out)
         }
-        DenseWeight::BF16(_) => gemm(x, rows, w, n, k, out),
+        DenseWeight::BF16(_) => gemm(x, rows, w, n, k, out, n, None),
         DenseWeight::F16(wh) if rows <= super::F16_DOT_MAX_ROWS => {
             super::avx512_dot::gemv_f16(x, rows, wh, n, k, out)
         }
@@ -75,7 +75,7 @@ pub fn matmul(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, ou
         _ if rows <= super::F32_AVX2_MAX_ROWS => {
             super::gemv_impl(super::DenseImpl::Avx2.available(), x, rows, w, n, k, out)
         }
-        _ => gemm(x, rows, w, n, k, out),
+        _ => gemm(x, rows, w, n, k, out, n, None),
     }
 }
 
@@ -97,12 +97,16 @@ struct Tile {
     cc: usize,
     /// Partial sums `[C][ld]` at this tile (read unless `first`, written unless `last`).
     y: *mut f32,
+    /// Group scales of this k block for the strip's columns (`cc` values), or null. With
+    /// scales the block's sums start from zero and `y + scale · sums` is the new partial sum
+    /// (see [`GroupScales`]).
+    scale: *const f32,
     ld: usize,
     first: bool,
     /// Last k block: write `out[r, col]` instead of `y`.
     last: bool,
     out: *mut f32,
-    /// Output row stride (`n`), and the tile's first output row and column.
+    /// Output row stride, and the tile's first output row and column.
     n: usize,
     row0: usize,
     col0: usize,
@@ -119,7 +123,8 @@ type TileFn = unsafe fn(&Tile);
 /// weight element `q`, `$mul(acc, x, w)` the multiply-accumulate.
 macro_rules! tile_kernel {
     ($name:ident, $elem:ty, $lanes:literal, $ps:ty, $si:ty, $zero:ident, $load_ps:ident,
-     $store_ps:ident, $load_si:ident, $load_w:expr, $mul:expr) => {
+     $store_ps:ident, $load_si:ident, $set1_ps:ident, $fmadd_ps:ident, $load_w:expr,
+     $mul:expr) => {
         /// An `M x C` tile, see [`Tile`].
         ///
         /// # Safety
@@ -132,7 +137,8 @@ macro_rules! tile_kernel {
             // SAFETY: every access below stays inside the ranges the caller vouched for.
             unsafe {
                 let mut acc: [[$ps; C]; M] = [[$zero(); C]; M];
-                if !t.first {
+                let scaled = !t.scale.is_null();
+                if !t.first && !scaled {
                     for (m, a) in acc.iter_mut().enumerate() {
                         for (c, v) in a.iter_mut().enumerate().take(t.cc) {
                             *v = $load_ps(t.y.add(c * t.ld + m * LN));
@@ -180,6 +186,28 @@ macro_rules! tile_kernel {
                         }
                     }
                 }
+                if scaled {
+                    for c in 0..t.cc.min(C) {
+                        let s = $set1_ps(*t.scale.add(c));
+                        for (m, a) in acc.iter_mut().enumerate() {
+                            let prev = if t.first {
+                                $zero()
+                            } else {
+                                $load_ps(t.y.add(c * t.ld + m * LN))
+                            };
+                            a[c] = $fmadd_ps(a[c], s, prev);
+                        }
+                    }
+                }
+                if !t.last {
+                    // Partial sums go straight to `y` (padding lanes included).
+                    for (m, a) in acc.iter().enumerate() {
+                        for (c, v) in a.iter().enumerate().take(t.cc) {
+                            $store_ps(t.y.add(c * t.ld + m * LN), *v);
+                        }
+                    }
+                    return;
+                }
                 let mut buf = [[[0.0f32; 16]; C]; M];
                 for (a, b) in acc.iter().zip(buf.iter_mut()) {
                     for (v, o) in a.iter().zip(b.iter_mut()) {
@@ -202,6 +230,8 @@ tile_kernel!(
     _mm512_loadu_ps,
     _mm512_storeu_ps,
     _mm512_loadu_epi32,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
     // SAFETY (macro body): `p + 2q + 1` is inside the weight column (or the tail buffer).
     |p: *const u16, q: usize| _mm512_set1_epi32(p.add(2 * q).cast::<i32>().read_unaligned()),
     |a: __m512, x: __m512i, b: __m512i| _mm512_dpbf16_ps(
@@ -221,6 +251,8 @@ tile_kernel!(
     _mm256_loadu_ps,
     _mm256_storeu_ps,
     _mm256_loadu_epi32,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
     // SAFETY (macro body): as `tile_bf16`.
     |p: *const u16, q: usize| _mm256_set1_epi32(p.add(2 * q).cast::<i32>().read_unaligned()),
     |a: __m256, x: __m256i, b: __m256i| _mm256_dpbf16_ps(
@@ -240,6 +272,8 @@ tile_kernel!(
     _mm512_loadu_ps,
     _mm512_storeu_ps,
     _mm512_loadu_epi32,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
     |p: *const f32, q: usize| _mm512_castps_si512(_mm512_set1_ps(*p.add(q))),
     |a: __m512, x: __m512i, b: __m512i| _mm512_fmadd_ps(
         _mm512_castsi512_ps(x),
@@ -258,6 +292,8 @@ tile_kernel!(
     _mm256_loadu_ps,
     _mm256_storeu_ps,
     _mm256_loadu_epi32,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
     |p: *const f32, q: usize| _mm256_castps_si256(_mm256_set1_ps(*p.add(q))),
     |a: __m256, x: __m256i, b: __m256i| _mm256_fmadd_ps(
         _mm256_castsi256_ps(x),
@@ -266,8 +302,9 @@ tile_kernel!(
     )
 );
 
-/// Writes a finished tile (`buf[m][c][lane]`, `lanes` valid lanes per vector): partial sums to
-/// `t.y`, or on the last k block the valid rows and columns to `out`.
+/// Writes the last k block's finished tile (`buf[m][c][lane]`, `lanes` valid lanes per vector):
+/// its valid rows and columns to `out` (earlier blocks store their partial sums to `t.y` in
+/// the kernel).
 ///
 /// # Safety
 /// As the tile kernels.
@@ -276,15 +313,11 @@ unsafe fn finish<const M: usize, const C: usize>(
     lanes: usize,
     t: &Tile,
 ) {
-    // SAFETY: `y` covers `[cc][ld]` from this tile; `out` rows `< rows`, columns `< col0 + cc`.
+    // SAFETY: `out` rows `< rows`, columns `< col0 + cc`.
     unsafe {
         for (m, b) in buf.iter().enumerate() {
             let r0 = t.row0 + m * lanes;
-            if !t.last {
-                for (c, v) in b.iter().enumerate().take(t.cc) {
-                    std::ptr::copy_nonoverlapping(v.as_ptr(), t.y.add(c * t.ld + m * lanes), lanes);
-                }
-            } else if r0 < t.rows {
+            if r0 < t.rows {
                 for l in 0..lanes.min(t.rows - r0) {
                     let o = t.out.add((r0 + l) * t.n + t.col0);
                     for (c, v) in b.iter().enumerate().take(t.cc) {
@@ -343,10 +376,37 @@ fn pack_x(x: &[f32], rows: usize, k: usize, pairs: bool, lanes: usize) -> Vec<u3
     xp
 }
 
-/// The broadcast GEMM for any weight type; shapes as [`super::matmul`].
-fn gemm(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {
+/// Per-(group, column) scales of a block-scaled weight: `w[j, i]` stands for
+/// `scales[(i / size) * n + j] · w[j, i]`, so each group's sums are scaled in f32 before they
+/// are added up (int4 prefill multiplies its exact integer codes `q − z` this way).
+#[derive(Clone, Copy)]
+pub(super) struct GroupScales<'a> {
+    /// `[ceil(k / size), n]` f32.
+    pub(super) scales: &'a [f32],
+    /// Input channels per group, even (whole bf16 pairs).
+    pub(super) size: usize,
+}
+
+/// The broadcast GEMM for any weight type; shapes as [`super::matmul`] except that output row
+/// `r` starts at `out[r * ldo]` (`ldo >= n`). `scaled` (bf16 weights only) makes the k blocks
+/// the scale groups.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm(
+    x: &[f32],
+    rows: usize,
+    w: DenseWeight<'_>,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+    ldo: usize,
+    scaled: Option<GroupScales<'_>>,
+) {
+    debug_assert!(ldo >= n && out.len() >= (rows - 1) * ldo + n);
     let pairs = matches!(w, DenseWeight::BF16(_));
+    debug_assert!(scaled.is_none_or(|g| pairs && g.size % 2 == 0 && g.size > 0));
     let kq = if pairs { k.div_ceil(2) } else { k };
+    // 32-bit elements per k block.
+    let kc = scaled.map_or(KC, |g| g.size / 2);
     let lanes = if rows <= 8 { 8 } else { L };
     let xp = pack_x(x, rows, k, pairs, lanes);
     let groups = rows.div_ceil(lanes);
@@ -367,77 +427,82 @@ fn gemm(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mu
     let nc = per_panel * c;
     let ld = groups * lanes;
     let o = OutPtr(out.as_mut_ptr());
-    (0..n.div_ceil(nc)).into_par_iter().for_each(|pi| {
-        let (j0, cols) = (pi * nc, nc.min(n - pi * nc));
-        let mut y = if kq > KC {
-            vec![0.0f32; cols * ld]
-        } else {
-            Vec::new()
-        };
-        let mut strip = vec![
-            0.0f32;
-            if matches!(w, DenseWeight::F16(_)) {
-                c * KC
-            } else {
-                0
-            }
-        ];
-        for rb in (0..groups).step_by(MG) {
-            let rb1 = (rb + MG).min(groups);
-            for kb in (0..kq).step_by(KC) {
-                let kb1 = (kb + KC).min(kq);
-                let full = if pairs { kb1.min(k / 2) - kb } else { kb1 - kb };
-                for ct in (0..cols).step_by(c) {
-                    let cc = c.min(cols - ct);
-                    let j = j0 + ct;
-                    let (wp, ws) = match w {
-                        DenseWeight::BF16(wb) => {
-                            (wb[j * k + 2 * kb..].as_ptr() as *const u8, 2 * k)
-                        }
-                        DenseWeight::F32(wf) => (wf[j * k + kb..].as_ptr() as *const u8, 4 * k),
-                        DenseWeight::F16(wh) => {
-                            let len = kb1 - kb;
-                            for (jj, s) in strip.chunks_mut(KC).take(cc).enumerate() {
-                                let src = &wh[(j + jj) * k + kb..(j + jj) * k + kb1];
-                                half::slice::HalfFloatSliceExt::convert_to_f32_slice(
-                                    src,
-                                    &mut s[..len],
-                                );
+    // The partial sums `[cols][ld]` (when there is more than one k block) are reused by the
+    // panels of one rayon job; the first k block writes them before any read.
+    let y_len = if kq > kc { nc * ld } else { 0 };
+    let init = || vec![0.0f32; y_len];
+    (0..n.div_ceil(nc))
+        .into_par_iter()
+        .for_each_init(init, |y, pi| {
+            let (j0, cols) = (pi * nc, nc.min(n - pi * nc));
+            let mut strip = vec![
+                0.0f32;
+                if matches!(w, DenseWeight::F16(_)) {
+                    c * KC
+                } else {
+                    0
+                }
+            ];
+            for rb in (0..groups).step_by(MG) {
+                let rb1 = (rb + MG).min(groups);
+                for kb in (0..kq).step_by(kc) {
+                    let kb1 = (kb + kc).min(kq);
+                    let full = if pairs { kb1.min(k / 2) - kb } else { kb1 - kb };
+                    for ct in (0..cols).step_by(c) {
+                        let cc = c.min(cols - ct);
+                        let j = j0 + ct;
+                        let (wp, ws) = match w {
+                            DenseWeight::BF16(wb) => {
+                                (wb[j * k + 2 * kb..].as_ptr() as *const u8, 2 * k)
                             }
-                            (strip.as_ptr() as *const u8, 4 * KC)
-                        }
-                    };
-                    for g in (rb..rb1).step_by(mt) {
-                        let mm = mt.min(rb1 - g);
-                        let t = Tile {
-                            x: xp[(g * kq + kb) * lanes..].as_ptr(),
-                            xs: kq * lanes,
-                            w: wp,
-                            ws,
-                            steps: full,
-                            tail: pairs && k % 2 == 1 && kb1 == kq,
-                            cc,
-                            y: y.as_mut_ptr().wrapping_add(ct * ld + g * lanes),
-                            ld,
-                            first: kb == 0,
-                            last: kb1 == kq,
-                            out: o.get(),
-                            n,
-                            row0: g * lanes,
-                            col0: j,
-                            rows,
-                            pf: true,
+                            DenseWeight::F32(wf) => (wf[j * k + kb..].as_ptr() as *const u8, 4 * k),
+                            DenseWeight::F16(wh) => {
+                                let len = kb1 - kb;
+                                for (jj, s) in strip.chunks_mut(KC).take(cc).enumerate() {
+                                    let src = &wh[(j + jj) * k + kb..(j + jj) * k + kb1];
+                                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(
+                                        src,
+                                        &mut s[..len],
+                                    );
+                                }
+                                (strip.as_ptr() as *const u8, 4 * KC)
+                            }
                         };
-                        // SAFETY: AVX-512 is available (checked by `matmul_with`); `x` covers
-                        // `mm` groups of `kq` elements from `kb`; the weight pointer covers `cc`
-                        // columns of `ws` bytes from the block start through `kb1` (bf16: the
-                        // tail reads only element `k-1`); `y` (allocated when there is more than
-                        // one k block) covers `[cols][ld]`; `out` is `[rows, n]` and this task
-                        // alone writes columns `j0..j0 + cols`.
-                        unsafe { tab[mm - 1](&t) };
+                        for g in (rb..rb1).step_by(mt) {
+                            let mm = mt.min(rb1 - g);
+                            let t = Tile {
+                                x: xp[(g * kq + kb) * lanes..].as_ptr(),
+                                xs: kq * lanes,
+                                w: wp,
+                                ws,
+                                steps: full,
+                                tail: pairs && k % 2 == 1 && kb1 == kq,
+                                cc,
+                                y: y.as_mut_ptr().wrapping_add(ct * ld + g * lanes),
+                                ld,
+                                scale: scaled.map_or(std::ptr::null(), |gs| {
+                                    gs.scales[(kb / kc) * n + j..].as_ptr()
+                                }),
+                                first: kb == 0,
+                                last: kb1 == kq,
+                                out: o.get(),
+                                n: ldo,
+                                row0: g * lanes,
+                                col0: j,
+                                rows,
+                                pf: true,
+                            };
+                            // SAFETY: AVX-512 is available (checked by `matmul_with`); `x` covers
+                            // `mm` groups of `kq` elements from `kb`; the weight pointer covers `cc`
+                            // columns of `ws` bytes from the block start through `kb1` (bf16: the
+                            // tail reads only element `k-1`); `y` (allocated when there is more than
+                            // one k block) covers `[cols][ld]`; `scale` (if any) covers columns
+                            // `j..j + cc` of this block's group; `out` holds `rows` rows of stride
+                            // `ldo` and this task alone writes columns `j0..j0 + cols`.
+                            unsafe { tab[mm - 1](&t) };
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }

@@ -210,6 +210,54 @@ pub fn matmul_with(
     }
 }
 
+/// The AVX-512 broadcast GEMM (any `rows`) writing `n` columns of a wider output, optionally
+/// block-scaled: `out[r * ldo + j] = Σ_g s(g, j) · Σ_{i ∈ g} x[r, i] · w[j, i]` with
+/// `s(g, j) = scales[g * n + j]` for groups of `group_size` input channels (the last may be
+/// shorter) when `scales` is `Some((scales, group_size))`, else 1 (one group). Each group's
+/// sum is scaled in f32. bf16 weights multiply bf16-rounded activations as in [`matmul`]; the
+/// scales need bf16 weights and an even group size. Shapes: `x` `[rows, k]`, `w` `[n, k]`,
+/// `scales` `[ceil(k / group_size), n]`, `out` at least `(rows − 1) · ldo + n` values,
+/// `ldo >= n`. For the int4 prefill GEMM (whose codes `q − z` are exact in bf16). Only call
+/// when [`DenseImpl::Avx512`] is available.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_avx512_strided(
+    x: &[f32],
+    rows: usize,
+    w: DenseWeight<'_>,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+    ldo: usize,
+    scales: Option<(&[f32], usize)>,
+) {
+    assert_eq!(x.len(), rows * k, "matmul: x is not [rows, k]");
+    assert_eq!(w.len(), n * k, "matmul: w is not [n, k]");
+    assert!(ldo >= n, "matmul: output stride below n");
+    assert!(
+        rows == 0 || out.len() >= (rows - 1) * ldo + n,
+        "matmul: out too short"
+    );
+    if let Some((s, gs)) = scales {
+        assert!(
+            matches!(w, DenseWeight::BF16(_)),
+            "group scales need bf16 weights"
+        );
+        assert!(gs > 0 && gs.is_multiple_of(2), "group size must be even");
+        assert_eq!(s.len(), k.div_ceil(gs) * n, "scales are not [groups, n]");
+    }
+    assert!(DenseImpl::Avx512.available());
+    if rows == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.chunks_mut(ldo).for_each(|o| o[..n].fill(0.0));
+        return;
+    }
+    let scaled = scales.map(|(scales, size)| avx512::GroupScales { scales, size });
+    avx512::gemm(x, rows, w, n, k, out, ldo, scaled);
+}
+
 /// The scalar reference: plain loops, f32 accumulation in index order.
 /// Shapes: `x` `[rows, k]`, `w` `[n, k]`, `out` `[rows, n]`.
 pub fn matmul_ref(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize, out: &mut [f32]) {

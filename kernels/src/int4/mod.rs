@@ -2,7 +2,7 @@
 //! dequantized in registers (AWQ / GPTQ after repacking). This module owns the kernel layout
 //! ([`Int4Weights`]), its validation, the threading (rayon, split over output columns) and the
 //! dispatch between the AVX2+FMA path (`avx2.rs`), the prefill GEMM through dequantized f32
-//! panels on AVX-512 hosts (`dequant_gemm.rs`), the portable path and the scalar reference
+//! or bf16-code panels on AVX-512 hosts (`dequant_gemm.rs`), the portable path and the scalar reference
 //! (`scalar.rs`). The int8-activation ("Q8") variants quantize the activations per group and
 //! use integer dot products (`q8.rs`: quantizer, layout, reference; `vnni_dot.rs`: AVX-512 VNNI
 //! dot-product GEMV for 128-multiple groups; `vnni.rs`: AVX-512 VNNI column tiles otherwise).
@@ -63,6 +63,12 @@ pub enum Int4Impl {
     /// Int8 activations with AVX-512 VNNI (`vpdpbusd`) for 1..=[`GEMV_MAX_ROWS`] rows; larger
     /// batches use the exact [`Int4Impl::best`] path.
     Q8Avx512,
+    /// bf16 activations for batches of more than [`GEMV_MAX_ROWS`] rows on AVX-512 + AVX512_BF16
+    /// hosts: the exact integer codes `q − z` go through the block-scaled `vdpbf16ps` GEMM and
+    /// each group's f32 sum is multiplied by its scale (`dequant_gemm.rs`). Not exact: the
+    /// activations are rounded to bf16 once per call, as the dense path does for bf16 weights.
+    /// Smaller batches run the exact [`Int4Impl::Avx2`] GEMV.
+    Bf16Avx512,
 }
 
 impl Int4Impl {
@@ -90,6 +96,21 @@ impl Int4Impl {
         matches!(self, Int4Impl::Q8Reference | Int4Impl::Q8Avx512)
     }
 
+    /// Whether this implementation rounds the activations of `rows`-row batches to bf16.
+    pub fn rounds_to_bf16(self, rows: usize) -> bool {
+        self == Int4Impl::Bf16Avx512 && rows > GEMV_MAX_ROWS
+    }
+
+    /// The prefill implementation with bf16 activations ([`Int4Impl::Bf16Avx512`]) where the
+    /// CPU has it, else [`Int4Impl::best`] (exact).
+    pub fn best_bf16() -> Self {
+        if dequant_gemm::available() {
+            Int4Impl::Bf16Avx512
+        } else {
+            Int4Impl::best()
+        }
+    }
+
     /// Every implementation this CPU can run (the references first): the exact ones, then the
     /// int8-activation ones (see [`Int4Impl::is_q8`]).
     pub fn available() -> Vec<Self> {
@@ -100,6 +121,9 @@ impl Int4Impl {
         v.push(Int4Impl::Q8Reference);
         if vnni::available() {
             v.push(Int4Impl::Q8Avx512);
+        }
+        if dequant_gemm::available() {
+            v.push(Int4Impl::Bf16Avx512);
         }
         v
     }
@@ -296,7 +320,7 @@ impl Int4Weights {
             }
             Int4Impl::Avx2 if avx2::available() => {
                 if rows > GEMV_MAX_ROWS && dequant_gemm::available() {
-                    dequant_gemm::matmul(self, x, rows, out);
+                    dequant_gemm::matmul(self, x, rows, out, dequant_gemm::Panels::F32);
                     return Ok(());
                 }
                 let prep = prepared::Prepared::new(self, x, rows);
@@ -322,6 +346,13 @@ impl Int4Weights {
                 });
             }
             Int4Impl::Q8Avx512 => return Err(Int4Error::Unavailable(imp)),
+            Int4Impl::Bf16Avx512 if dequant_gemm::available() => {
+                if rows <= GEMV_MAX_ROWS {
+                    return self.matmul_with(Int4Impl::Avx2, x, rows, out);
+                }
+                dequant_gemm::matmul(self, x, rows, out, dequant_gemm::Panels::Bf16);
+            }
+            Int4Impl::Bf16Avx512 => return Err(Int4Error::Unavailable(imp)),
         }
         Ok(())
     }

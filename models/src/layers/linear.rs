@@ -87,8 +87,10 @@ impl Linear {
             let loaded = parts
                 .iter()
                 .map(|&(p, out)| {
-                    QuantLinear::load(src, p, in_dim, out, q)
-                        .map(|l| l.with_activations(opts.int4_activations))
+                    QuantLinear::load(src, p, in_dim, out, q).map(|l| {
+                        l.with_activations(opts.int4_activations)
+                            .with_bf16_prefill(opts.int4_bf16_prefill())
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut fused = QuantLinear::fuse(loaded)?;

@@ -96,4 +96,11 @@ impl LoadOptions {
         self.int4_activations = a;
         self
     }
+
+    /// Whether int4 projections round prefill activations to bf16 (the block-scaled bf16 GEMM
+    /// on the exact integer codes): with `--dtype bfloat16` and bf16 dense activations, the
+    /// precision vLLM computes a bf16 model in. Otherwise prefill is exact f32.
+    pub fn int4_bf16_prefill(&self) -> bool {
+        self.dtype == WeightDType::BF16 && self.dense_activations == DenseActivations::Bf16
+    }
 }

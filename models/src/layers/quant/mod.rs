@@ -12,6 +12,7 @@ pub use config::{QuantConfig, QuantFormat, QuantMethod, SUPPORTED_METHODS};
 use super::Int4Activations;
 use crate::error::{ModelError, Result};
 use crate::weights::WeightSource;
+use candela_kernels::int4::GEMV_MAX_ROWS;
 use candela_kernels::{Int4Impl, Int4Weights};
 use candle_core::DType;
 
@@ -74,8 +75,11 @@ pub struct QuantLinear {
     w: Int4Weights,
     /// Act-order: kernel input position → original input channel, `[in_dim]`.
     perm: Option<Vec<u32>>,
-    /// The kernel implementation (exact or int8 activations).
+    /// The kernel implementation of decode-sized batches (exact or int8 activations).
     imp: Int4Impl,
+    /// The kernel implementation of batches of more than `GEMV_MAX_ROWS` rows (exact or bf16
+    /// activations).
+    prefill: Int4Impl,
 }
 
 impl QuantLinear {
@@ -92,6 +96,7 @@ impl QuantLinear {
                 w: awq::load(src, prefix, in_dim, out_dim, cfg)?,
                 perm: None,
                 imp: Int4Impl::best(),
+                prefill: Int4Impl::best(),
             }),
             QuantFormat::GptqV1 | QuantFormat::GptqV2 => {
                 let (w, perm) = gptq::load(src, prefix, in_dim, out_dim, cfg)?;
@@ -99,6 +104,7 @@ impl QuantLinear {
                     w,
                     perm,
                     imp: Int4Impl::best(),
+                    prefill: Int4Impl::best(),
                 })
             }
         }
@@ -113,6 +119,17 @@ impl QuantLinear {
         self
     }
 
+    /// Chooses the prefill activation precision: bf16 (where the CPU has bf16 dot products)
+    /// or exact f32 (what loading picks).
+    pub fn with_bf16_prefill(mut self, bf16: bool) -> Self {
+        self.prefill = if bf16 {
+            Int4Impl::best_bf16()
+        } else {
+            Int4Impl::best()
+        };
+        self
+    }
+
     /// Stacks projections of the same input along the output dimension, staying packed.
     /// Adjacent parts with the same input permutation and group size are merged; the result has
     /// one element unless act-order parts permute their inputs differently.
@@ -123,6 +140,7 @@ impl QuantLinear {
             if let Some(last) = run.last() {
                 if last.perm != p.perm
                     || last.imp != p.imp
+                    || last.prefill != p.prefill
                     || last.w.group_size() != p.w.group_size()
                     || last.w.k() != p.w.k()
                 {
@@ -143,10 +161,15 @@ impl QuantLinear {
                 .pop()
                 .ok_or_else(|| ModelError::Config("empty fused projection".into()));
         }
-        let (perm, imp) = (run[0].perm.clone(), run[0].imp);
+        let (perm, imp, prefill) = (run[0].perm.clone(), run[0].imp, run[0].prefill);
         let w = Int4Weights::concat(run.into_iter().map(|p| p.w).collect())
             .map_err(|e| ModelError::Config(e.to_string()))?;
-        Ok(QuantLinear { w, perm, imp })
+        Ok(QuantLinear {
+            w,
+            perm,
+            imp,
+            prefill,
+        })
     }
 
     /// Input features.
@@ -185,8 +208,13 @@ impl QuantLinear {
                 &permuted
             }
         };
+        let imp = if rows > GEMV_MAX_ROWS {
+            self.prefill
+        } else {
+            self.imp
+        };
         self.w
-            .matmul_with(self.imp, xs, rows, &mut y)
+            .matmul_with(imp, xs, rows, &mut y)
             .map_err(|e| ModelError::Config(e.to_string()))?;
         Ok(y)
     }

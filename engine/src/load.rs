@@ -146,7 +146,7 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
     let max_num_batched_tokens =
         cfg.max_num_batched_tokens
             .unwrap_or(if cfg.enable_chunked_prefill {
-                2048
+                crate::config::CHUNKED_PREFILL_TOKENS.max(cfg.max_num_seqs)
             } else {
                 max_model_len.max(2048)
             });

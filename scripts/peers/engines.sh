@@ -26,9 +26,11 @@ engine_meta() {
   esac
   case "$tag" in
     candela-bf16) PRECISION=bf16; MODEL_PATH="$RAND_MODEL" ;;
-    candela-awq) PRECISION="AWQ int4"; MODEL_PATH="$RAND_MODEL_AWQ" ;;
+    # --dtype bfloat16: computed as a bf16 model (bf16 activations times the exact codes in
+    # prefill), as the bf16 rows; the checkpoint's own float16 would prefill in exact f32.
+    candela-awq) PRECISION="AWQ int4, bf16"; MODEL_PATH="$RAND_MODEL_AWQ" ;;
     # int8 activations in the int4 GEMV (--int4-activations int8), as llama.cpp's Q4_0 x Q8_0.
-    candela-awq-int8) PRECISION="AWQ int4, int8 act."; MODEL_PATH="$RAND_MODEL_AWQ" ;;
+    candela-awq-int8) PRECISION="AWQ int4, bf16, int8 act."; MODEL_PATH="$RAND_MODEL_AWQ" ;;
     candela-f16) PRECISION="F16 GGUF"; MODEL_PATH="$GGUF_F16" ;;
     candela-q4_0) PRECISION="Q4_0 GGUF"; MODEL_PATH="$GGUF_Q4_0" ;;
     vllm-fp32) PRECISION=fp32; MODEL_PATH="$RAND_MODEL" ;;
@@ -53,14 +55,14 @@ engine_cmd() {
     candela)
       local dtype=auto
       local extra=()
-      [ "$PRECISION" = bf16 ] && dtype=bfloat16
+      case "$PRECISION" in bf16 | *", bf16"*) dtype=bfloat16 ;; esac
       [ "$tag" = candela-awq-int8 ] && extra=(--int4-activations int8)
       printf '%s\n' env "RAYON_NUM_THREADS=$THREADS" "$CANDELA" serve "$MODEL_PATH" --host 127.0.0.1 --port "$PORT" \
         --served-model-name "$SERVED" --dtype "$dtype" --max-model-len "$MAX_MODEL_LEN" --no-enable-prefix-caching \
         "${extra[@]}" ;;
     vllm)
       local dtype=float32 preload=""
-      [ "$PRECISION" = bf16 ] && dtype=bfloat16
+      case "$PRECISION" in bf16 | *", bf16"*) dtype=bfloat16 ;; esac
       [ -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ] && preload=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
       [ -e "$VENV_VLLM/lib/libiomp5.so" ] && preload="${preload:+$preload:}$VENV_VLLM/lib/libiomp5.so"
       printf '%s\n' env VLLM_TARGET_DEVICE=cpu "VLLM_CPU_OMP_THREADS_BIND=0-$((THREADS - 1))" VLLM_CPU_NUM_OF_RESERVED_CPU=0 \

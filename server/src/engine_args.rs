@@ -129,7 +129,7 @@ pub struct EngineArgs {
     /// Most sequences per step.
     #[arg(long, default_value_t = 256)]
     pub max_num_seqs: usize,
-    /// Token budget per step.
+    /// Token budget per step (default 256 with chunked prefill, else max(max-model-len, 2048)).
     #[arg(long)]
     pub max_num_batched_tokens: Option<usize>,
     /// Reuse KV blocks of shared prefixes (default on).

@@ -227,7 +227,7 @@ pub static SERVE_FLAGS: &[FlagSpec] = &[
     ignored(flag("swap-space", Float, Cache, "4", "CPU swap space per device in GiB."), "the KV cache already lives in host memory"),
     // Scheduler.
     flag("max-num-seqs", Int, Scheduler, "256", "Most sequences per step."),
-    nullable(flag("max-num-batched-tokens", HumanInt, Scheduler, "", "Token budget per step.")),
+    nullable(flag("max-num-batched-tokens", HumanInt, Scheduler, "", "Token budget per step (default 256 with chunked prefill).")),
     flag("enable-chunked-prefill", Bool, Scheduler, "true", "Split long prompts across steps."),
     // Parallel.
     alias(flag("tensor-parallel-size", Int, Parallel, "1", "Tensor-parallel ranks."), "-tp"),

@@ -111,7 +111,7 @@ fn summary(_: &mut Criterion) {
         .iter()
         .map(|&(k, n)| (k, n, Ty::BF16, &ROWS[..]))
         .collect();
-    cases.push((LM_HEAD.0, LM_HEAD.1, Ty::BF16, &[1, 8, 16, 32, 64]));
+    cases.push((LM_HEAD.0, LM_HEAD.1, Ty::BF16, &[1, 4, 8, 16, 32, 64]));
     // The tied fp16 LM head of AWQ / GPTQ checkpoints.
     cases.push((LM_HEAD.0, LM_HEAD.1, Ty::F16, &[1, 4, 8]));
     cases.push((896, 4864, Ty::F32, &[1, 16, 64, 256]));

@@ -1,4 +1,5 @@
-//! The AVX-512 GEMVs in "dot-product" formulation for `rows <= DOT_MAX_ROWS`: each accumulator
+//! The AVX-512 GEMVs in "dot-product" formulation for `rows <= DOT_MAX_ROWS` (8; the f16
+//! kernel takes at most 4): each accumulator
 //! lane sums over `k` for one (row, column) pair, reduced horizontally once per output, and
 //! weight rows stream sequentially, which the hardware prefetcher follows.
 //!
@@ -14,22 +15,30 @@ use std::arch::x86_64::*;
 /// Output columns per GEMV task.
 const GEMV_COLS: usize = 64;
 /// Most activation rows the dot GEMVs take.
-pub(super) const DOT_MAX_ROWS: usize = 4;
+pub(super) const DOT_MAX_ROWS: usize = 8;
 
-/// Runs `col(j)` (the `[rows]` outputs of column `j`, padded to 4) for every column over the
-/// rayon pool, `GEMV_COLS` columns per task, and writes them to `out` `[rows, n]`.
-fn for_each_column(rows: usize, n: usize, out: &mut [f32], col: impl Fn(usize) -> [f32; 4] + Sync) {
+/// Runs `cols(j)` (the `[rows]` outputs, padded to 8, of columns `j..j + P`; entries for
+/// columns `>= n` are ignored) for every `P`-th column over the rayon pool, `GEMV_COLS`
+/// columns per task, and writes them to `out` `[rows, n]`.
+fn for_each_column<const P: usize>(
+    rows: usize,
+    n: usize,
+    out: &mut [f32],
+    cols: impl Fn(usize) -> [[f32; 8]; P] + Sync,
+) {
     assert!(
-        rows <= DOT_MAX_ROWS && out.len() == rows * n,
+        rows <= DOT_MAX_ROWS && out.len() == rows * n && GEMV_COLS.is_multiple_of(P),
         "dot GEMV: shapes"
     );
     let o = OutPtr(out.as_mut_ptr());
     (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
-        for j in b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n) {
-            for (r, v) in col(j).iter().enumerate().take(rows) {
-                // SAFETY: `out` is `[rows, n]` (asserted), `j < n`, and this task alone writes
-                // column `j`.
-                unsafe { *o.get().add(r * n + j) = *v };
+        for j in (b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n)).step_by(P) {
+            for (p, col) in cols(j).iter().enumerate().take(n - j) {
+                for (r, v) in col.iter().enumerate().take(rows) {
+                    // SAFETY: `out` is `[rows, n]` (asserted), `j + p < n`, and this task
+                    // alone writes column `j + p`.
+                    unsafe { *o.get().add(r * n + j + p) = *v };
+                }
             }
         }
     });
@@ -38,51 +47,70 @@ fn for_each_column(rows: usize, n: usize, out: &mut [f32], col: impl Fn(usize) -
 /// Dot-product GEMV for f16 weights and `rows <= 4` with exact f32 activations; shapes as
 /// [`super::matmul`].
 pub(super) fn gemv_f16(x: &[f32], rows: usize, w: &[f16], n: usize, k: usize, out: &mut [f32]) {
+    assert!(rows <= 4, "f16 dot GEMV: at most 4 rows");
     for_each_column(rows, n, out, |j| {
         let wj = &w[j * k..(j + 1) * k];
         // SAFETY: AVX-512F is available (checked by `matmul_with`); `x` is `[rows, k]`, `wj`
         // is `[k]`.
         unsafe {
-            match rows {
+            [match rows {
                 1 => dot_col_f16::<1>(x, wj, k),
                 2 => dot_col_f16::<2>(x, wj, k),
                 3 => dot_col_f16::<3>(x, wj, k),
                 _ => dot_col_f16::<4>(x, wj, k),
-            }
+            }]
         }
     });
 }
 
-/// Dot-product GEMV for bf16 weights and `rows <= 4`; shapes as [`super::matmul`]. Weight rows
+/// Dot-product GEMV for bf16 weights and `rows <= 8`; shapes as [`super::matmul`]. Weight rows
 /// are read one after another (a single sequential stream per task), each 64-byte chunk used
 /// for every activation row.
 pub(super) fn gemv_bf16(x: &[f32], rows: usize, w: &[bf16], n: usize, k: usize, out: &mut [f32]) {
     let xb: Vec<u16> = x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
+    if rows <= 4 {
+        return for_each_column(rows, n, out, |j| {
+            let wj = &w[j * k..(j + 1) * k];
+            // SAFETY: AVX-512 is available (checked by `matmul_with`); `xb` is `[rows, k]`,
+            // `wj` is `[k]`.
+            unsafe {
+                [match rows {
+                    1 => dot_col::<1>(&xb, wj, k),
+                    2 => dot_col::<2>(&xb, wj, k),
+                    3 => dot_col::<3>(&xb, wj, k),
+                    _ => dot_col::<4>(&xb, wj, k),
+                }]
+            }
+        });
+    }
+    // 5-8 rows: two columns per pass, so each activation load feeds two `vdpbf16ps`.
     for_each_column(rows, n, out, |j| {
-        let wj = &w[j * k..(j + 1) * k];
-        // SAFETY: AVX-512 is available (checked by `matmul_with`); `xb` is `[rows, k]`, `wj` is
-        // `[k]`.
+        let w0 = &w[j * k..(j + 1) * k];
+        let w1 = w.get((j + 1) * k..(j + 2) * k).unwrap_or(w0);
+        // SAFETY: AVX-512 is available (checked by `matmul_with`); `xb` is `[rows, k]`, `w0`
+        // and `w1` are `[k]`.
         unsafe {
             match rows {
-                1 => dot_col::<1>(&xb, wj, k),
-                2 => dot_col::<2>(&xb, wj, k),
-                3 => dot_col::<3>(&xb, wj, k),
-                _ => dot_col::<4>(&xb, wj, k),
+                5 => dot_cols2::<5>(&xb, w0, w1, k),
+                6 => dot_cols2::<6>(&xb, w0, w1, k),
+                7 => dot_cols2::<7>(&xb, w0, w1, k),
+                _ => dot_cols2::<8>(&xb, w0, w1, k),
             }
         }
     });
 }
 
-/// Chunks of 32 values in flight per row (independent `vdpbf16ps` chains).
+/// Chunks of 32 (bf16) or 16 (f16) values in flight per row (independent accumulator chains).
 const DOT_UNROLL: usize = 4;
 
-/// `[Σ_i xb[r, i] · w[i] for r < R]` (entries `R..4` are zero).
+/// `[Σ_i xb[r, i] · w[i] for r < R]` (entries `R..8` are zero).
 ///
 /// # Safety
 /// AVX-512F/BW/VL/BF16 available; `xb` holds at least `R * k` values and `w` exactly `k`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] {
-    let mut acc = [[_mm512_setzero_ps(); R]; DOT_UNROLL];
+unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 8] {
+    const U: usize = DOT_UNROLL;
+    let mut acc = [[_mm512_setzero_ps(); R]; U];
     let wp = w.as_ptr() as *const i16;
     let xr: [*const i16; R] = std::array::from_fn(|r| xb[r * k..].as_ptr() as *const i16);
     let bh = |v: __m512i| {
@@ -90,7 +118,7 @@ unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] 
         unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
     };
     let mut i = 0;
-    while i + 32 * DOT_UNROLL <= k {
+    while i + 32 * U <= k {
         for (u, a) in acc.iter_mut().enumerate() {
             let o = i + 32 * u;
             // SAFETY: `o + 32 <= k`: inside `w` and every activation row.
@@ -101,7 +129,7 @@ unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] 
                 }
             }
         }
-        i += 32 * DOT_UNROLL;
+        i += 32 * U;
     }
     while i < k {
         // A partial last chunk loads zeros past `k` in both operands.
@@ -120,7 +148,7 @@ unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] 
         }
         i += 32;
     }
-    let mut s = [0.0f32; 4];
+    let mut s = [0.0f32; 8];
     for (r, v) in s.iter_mut().enumerate().take(R) {
         let t = _mm512_add_ps(
             _mm512_add_ps(acc[0][r], acc[1][r]),
@@ -131,12 +159,68 @@ unsafe fn dot_col<const R: usize>(xb: &[u16], w: &[bf16], k: usize) -> [f32; 4] 
     s
 }
 
-/// `[Σ_i x[r, i] · w[i] for r < R]` in f32 (entries `R..4` are zero).
+/// `[[Σ_i xb[r, i] · w0[i] for r < R], [.. · w1[i] ..]]` (entries `R..8` are zero), for
+/// `R` = 5..=8: one activation load feeds both columns, `2R` independent `vdpbf16ps` chains
+/// (`3R + 2` ≤ 26 zmm registers).
+///
+/// # Safety
+/// AVX-512F/BW/VL/BF16 available; `xb` holds at least `R * k` values, `w0` and `w1` exactly `k`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn dot_cols2<const R: usize>(
+    xb: &[u16],
+    w0: &[bf16],
+    w1: &[bf16],
+    k: usize,
+) -> [[f32; 8]; 2] {
+    let mut acc = [[_mm512_setzero_ps(); R]; 2];
+    let wp = [w0.as_ptr() as *const i16, w1.as_ptr() as *const i16];
+    let xr: [*const i16; R] = std::array::from_fn(|r| xb[r * k..].as_ptr() as *const i16);
+    let bh = |v: __m512i| {
+        // SAFETY: same size, any bit pattern is a valid vector.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+    };
+    let mut i = 0;
+    while i < k {
+        // Full chunks, then a partial last one that loads zeros past `k` in every operand.
+        let mask: __mmask32 = if k - i >= 32 {
+            !0
+        } else {
+            (1u32 << (k - i)) - 1
+        };
+        // The next pair of columns (contiguous after these in `[n, k]` storage): the
+        // prefetcher alone leaves the 8-row kernel waiting on DRAM.
+        let ahead = (wp[1] as *const u8).wrapping_add(2 * (k + i));
+        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(2 * k) as *const i8);
+        // SAFETY: masked loads touch only `i..min(i + 32, k)`, inside every row and column.
+        unsafe {
+            let wv = [
+                bh(_mm512_maskz_loadu_epi16(mask, wp[0].add(i))),
+                bh(_mm512_maskz_loadu_epi16(mask, wp[1].add(i))),
+            ];
+            for r in 0..R {
+                let xv = bh(_mm512_maskz_loadu_epi16(mask, xr[r].add(i)));
+                acc[0][r] = _mm512_dpbf16_ps(acc[0][r], xv, wv[0]);
+                acc[1][r] = _mm512_dpbf16_ps(acc[1][r], xv, wv[1]);
+            }
+        }
+        i += 32;
+    }
+    let mut s = [[0.0f32; 8]; 2];
+    for (a, sc) in acc.iter().zip(s.iter_mut()) {
+        for (r, v) in sc.iter_mut().enumerate().take(R) {
+            *v = _mm512_reduce_add_ps(a[r]);
+        }
+    }
+    s
+}
+
+/// `[Σ_i x[r, i] · w[i] for r < R]` in f32 (entries `R..8` are zero).
 ///
 /// # Safety
 /// AVX-512F available; `x` holds at least `R * k` values and `w` exactly `k`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,fma")]
-unsafe fn dot_col_f16<const R: usize>(x: &[f32], w: &[f16], k: usize) -> [f32; 4] {
+unsafe fn dot_col_f16<const R: usize>(x: &[f32], w: &[f16], k: usize) -> [f32; 8] {
     let mut acc = [[_mm512_setzero_ps(); R]; DOT_UNROLL];
     let wp = w.as_ptr() as *const u16;
     let xr: [*const f32; R] = std::array::from_fn(|r| x[r * k..].as_ptr());
@@ -171,7 +255,7 @@ unsafe fn dot_col_f16<const R: usize>(x: &[f32], w: &[f16], k: usize) -> [f32; 4
         }
         i += 16;
     }
-    let mut s = [0.0f32; 4];
+    let mut s = [0.0f32; 8];
     for (r, v) in s.iter_mut().enumerate().take(R) {
         let t = _mm512_add_ps(
             _mm512_add_ps(acc[0][r], acc[1][r]),

@@ -136,8 +136,12 @@ pub const GEMV_MAX_ROWS: usize = 24;
 /// 896 x 151936 LM head (272 MB, from DRAM; same runs, noisy shared machine): rows 1-3 the dot
 /// GEMV ran 25-27 ms vs 74-80 ms for the broadcast kernel (whose 12 thin column streams defeat
 /// the hardware prefetcher); rows 4: 18-48 ms vs 30-58 ms (and 285-292 us vs 457 us at
-/// 896 x 4864 from L3). 5-7 rows were not tried with the dot kernel (it stops at 4 rows).
-pub const BF16_DOT_MAX_ROWS: usize = 4;
+/// 896 x 4864 from L3). 5-8 rows run a two-column variant (each activation load feeds two
+/// columns) with software prefetch of the next column pair: LM head at 8 rows 15.0-15.5 ms
+/// vs 24.1 ms without the prefetch (same session; the hardware prefetcher alone suffices at
+/// 1-4 rows, where adding it measured slower); bf16 decode at batch 8 went from 77 to 65 ms
+/// per step against the 8-lane broadcast kernel.
+pub const BF16_DOT_MAX_ROWS: usize = 8;
 /// Rows up to which the AVX-512 path runs f16 weights through the dot-product GEMV (exact f32
 /// activations, weights widened with `vcvtph2ps`). Measured with the fp16 896 x 151936 LM head
 /// from DRAM (`benches/dense.rs`, loaded machine, same run): 1 row 12.6 ms vs 18.4 ms for the

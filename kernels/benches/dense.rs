@@ -1,7 +1,8 @@
 //! Dense matmul benchmarks at Qwen2.5-0.5B shapes (`k, n` = 896 x 4864 gate/up, 4864 x 896
 //! down, 896 x 1152 q|k|v, 896 x 151936 LM head at small batches): the AVX2 implementation
 //! (streaming GEMV up to `GEMV_MAX_ROWS`, widen-and-gemm beyond) against the AVX-512 one
-//! (`vdpbf16ps` for bf16 weights, f32 FMA for f32 and f16 weights), in GFLOP/s and, at one row, weight
+//! (`vdpbf16ps` for bf16 weights, f32 FMA for f32 and f16 weights) and, where the CPU has it,
+//! the AMX tile GEMM for bf16 beyond 8 rows, in GFLOP/s and, at one row, weight
 //! GB/s against this machine's read bandwidth measured in the same run (rows-1 calls cycle
 //! through weight copies totalling > 64 MiB, so the weights come from DRAM, not the 32 MiB L3).
 //!
@@ -124,11 +125,14 @@ fn summary(_: &mut Criterion) {
         };
         for &rows in rows_list {
             let ws = if rows == 1 { &dram[..] } else { &dram[..1] };
-            let (mut old, mut new) = (f64::INFINITY, f64::INFINITY);
+            let (mut old, mut new, mut amx) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
             for _ in 0..3 {
                 let d = Duration::from_millis(250);
                 old = old.min(time_per_call(ws, k, n, rows, DenseImpl::Avx2, d));
                 new = new.min(time_per_call(ws, k, n, rows, DenseImpl::Avx512, d));
+                if DenseImpl::Amx.available() && wty == Ty::BF16 {
+                    amx = amx.min(time_per_call(ws, k, n, rows, DenseImpl::Amx, d));
+                }
                 if rows == 1 {
                     bw = bw.max(probe.pass());
                 }
@@ -142,6 +146,14 @@ fn summary(_: &mut Criterion) {
                 gf(new),
                 old / new
             );
+            if amx.is_finite() {
+                line += &format!(
+                    " | amx {:8.1} us {:6.1} GFLOP/s x{:.2} vs avx512",
+                    amx * 1e6,
+                    gf(amx),
+                    new / amx
+                );
+            }
             if rows == 1 {
                 let b = ws[0].bytes() as f64;
                 line += &format!(
@@ -174,7 +186,7 @@ fn bench(c: &mut Criterion) {
         let x: Vec<f32> = (0..rows * k).map(|i| (i % 13) as f32 * 0.01).collect();
         let mut out = vec![0.0f32; rows * n];
         g.throughput(Throughput::Elements((2 * rows * k * n) as u64));
-        for imp in [DenseImpl::Avx2, DenseImpl::Avx512] {
+        for imp in [DenseImpl::Avx2, DenseImpl::Avx512, DenseImpl::Amx] {
             if !imp.available() {
                 continue;
             }

@@ -342,7 +342,7 @@ macro_rules! table {
 }
 
 /// Packs `x` (`[rows, k]`) into `[groups][kq][L]` 32-bit elements (see the module doc).
-fn pack_x(x: &[f32], rows: usize, k: usize, pairs: bool, lanes: usize) -> Vec<u32> {
+pub(super) fn pack_x(x: &[f32], rows: usize, k: usize, pairs: bool, lanes: usize) -> Vec<u32> {
     let kq = if pairs { k.div_ceil(2) } else { k };
     let groups = rows.div_ceil(lanes);
     let mut xp = vec![0u32; groups * kq * lanes];

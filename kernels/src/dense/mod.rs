@@ -13,6 +13,8 @@
 //! activations. All paths are checked against [`matmul_ref`] in `tests.rs`.
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -81,12 +83,17 @@ pub enum DenseImpl {
     /// AVX-512F/BW/VL + AVX512_BF16 kernels (bf16 activations for bf16 weights, see the module
     /// doc), any `rows`.
     Avx512,
+    /// [`DenseImpl::Avx512`] with the AMX-BF16 tile GEMM (`amx.rs`) for bf16 weights beyond
+    /// [`BF16_DOT_MAX_ROWS`] rows when `k` is a multiple of 32 (same arithmetic contract).
+    Amx,
 }
 
 impl DenseImpl {
     /// The fastest implementation this CPU supports (what [`matmul`] runs).
     pub fn best() -> Self {
-        if DenseImpl::Avx512.available() {
+        if DenseImpl::Amx.available() {
+            DenseImpl::Amx
+        } else if DenseImpl::Avx512.available() {
             DenseImpl::Avx512
         } else if DenseImpl::Avx2.available() {
             DenseImpl::Avx2
@@ -100,10 +107,12 @@ impl DenseImpl {
     /// bf16 when the weights are bf16, so those go to the AVX2 path instead.
     pub fn best_exact(w: &DenseWeight<'_>) -> Self {
         match (DenseImpl::best(), w) {
-            (DenseImpl::Avx512, DenseWeight::BF16(_)) if DenseImpl::Avx2.available() => {
+            (DenseImpl::Avx512 | DenseImpl::Amx, DenseWeight::BF16(_))
+                if DenseImpl::Avx2.available() =>
+            {
                 DenseImpl::Avx2
             }
-            (DenseImpl::Avx512, DenseWeight::BF16(_)) => DenseImpl::Portable,
+            (DenseImpl::Avx512 | DenseImpl::Amx, DenseWeight::BF16(_)) => DenseImpl::Portable,
             (imp, _) => imp,
         }
     }
@@ -116,6 +125,8 @@ impl DenseImpl {
             DenseImpl::Avx2 => avx2::available(),
             #[cfg(target_arch = "x86_64")]
             DenseImpl::Avx512 => avx512::available(),
+            #[cfg(target_arch = "x86_64")]
+            DenseImpl::Amx => amx::available(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -142,6 +153,8 @@ pub const GEMV_MAX_ROWS: usize = 24;
 /// 1-4 rows, where adding it measured slower); bf16 decode at batch 8 went from 77 to 65 ms
 /// per step against the 8-lane broadcast kernel.
 pub const BF16_DOT_MAX_ROWS: usize = 8;
+/// Rows from which [`DenseImpl::Amx`] runs bf16 weights through the AMX tile GEMM.
+pub const AMX_MIN_ROWS: usize = 2;
 /// Rows up to which the AVX-512 path runs f16 weights through the dot-product GEMV (exact f32
 /// activations, weights widened with `vcvtph2ps`). Measured with the fp16 896 x 151936 LM head
 /// from DRAM (`benches/dense.rs`, loaded machine, same run): 1 row 12.6 ms vs 18.4 ms for the
@@ -209,12 +222,20 @@ pub fn matmul_with(
     match imp {
         #[cfg(target_arch = "x86_64")]
         DenseImpl::Avx512 => avx512::matmul(x, rows, w, n, k, out),
+        #[cfg(target_arch = "x86_64")]
+        DenseImpl::Amx => match w {
+            DenseWeight::BF16(wb) if rows >= AMX_MIN_ROWS && amx::supports(k, None) => {
+                amx::gemm(x, rows, wb, n, k, out, n, None)
+            }
+            _ => avx512::matmul(x, rows, w, n, k, out),
+        },
         _ if rows <= GEMV_MAX_ROWS => gemv_impl(imp == DenseImpl::Avx2, x, rows, w, n, k, out),
         _ => gemm_panels(x, rows, w, n, k, out),
     }
 }
 
-/// The AVX-512 broadcast GEMM (any `rows`) writing `n` columns of a wider output, optionally
+/// The AVX-512 broadcast GEMM (any `rows`; the AMX tile GEMM instead for bf16 weights when
+/// [`DenseImpl::Amx`] is available and `k` and the group size are multiples of 32) writing `n` columns of a wider output, optionally
 /// block-scaled: `out[r * ldo + j] = Σ_g s(g, j) · Σ_{i ∈ g} x[r, i] · w[j, i]` with
 /// `s(g, j) = scales[g * n + j]` for groups of `group_size` input channels (the last may be
 /// shorter) when `scales` is `Some((scales, group_size))`, else 1 (one group). Each group's
@@ -259,7 +280,14 @@ pub(crate) fn gemm_avx512_strided(
         return;
     }
     let scaled = scales.map(|(scales, size)| avx512::GroupScales { scales, size });
-    avx512::gemm(x, rows, w, n, k, out, ldo, scaled);
+    match w {
+        DenseWeight::BF16(wb)
+            if DenseImpl::Amx.available() && amx::supports(k, scaled.as_ref()) =>
+        {
+            amx::gemm(x, rows, wb, n, k, out, ldo, scaled)
+        }
+        _ => avx512::gemm(x, rows, w, n, k, out, ldo, scaled),
+    }
 }
 
 /// The scalar reference: plain loops, f32 accumulation in index order.

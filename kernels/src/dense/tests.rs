@@ -72,16 +72,19 @@ fn check(rows: usize, n: usize, k: usize) {
         ("Avx512", &|x, r, w, n, k, o| {
             matmul_with(DenseImpl::Avx512, x, r, w, n, k, o)
         }),
+        ("Amx", &|x, r, w, n, k, o| {
+            matmul_with(DenseImpl::Amx, x, r, w, n, k, o)
+        }),
         ("gemv", &gemv),
         ("gemm_panels", &gemm_panels),
         ("matmul", &matmul),
     ];
-    let avx512 = DenseImpl::Avx512.available();
     for (name, run) in runs {
         let imp = match name {
             "Portable" => DenseImpl::Portable,
-            "Avx512" | "matmul" if avx512 => DenseImpl::Avx512,
-            "Avx512" => continue,
+            "Avx512" => DenseImpl::Avx512,
+            "Amx" => DenseImpl::Amx,
+            "matmul" => DenseImpl::best(),
             _ => DenseImpl::Avx2,
         };
         if !imp.available() {
@@ -92,7 +95,7 @@ fn check(rows: usize, n: usize, k: usize) {
             ("bf16", DenseWeight::BF16(&wb)),
             ("f16", DenseWeight::F16(&wh)),
         ] {
-            let bf16_act = imp == DenseImpl::Avx512 && kind == "bf16";
+            let bf16_act = matches!(imp, DenseImpl::Avx512 | DenseImpl::Amx) && kind == "bf16";
             let mut got = vec![f32::NAN; rows * n];
             let mut want = vec![0.0; rows * n];
             let mut want_r = vec![0.0; rows * n];
@@ -158,6 +161,25 @@ fn all_paths_match_reference_on_odd_shapes() {
 }
 
 #[test]
+fn amx_tile_shapes() {
+    // k a multiple of 32 (the AMX GEMM's condition), rows and n around the 16 / 32 tile edges
+    // (partial B tiles, zero-padded A tiles), k from one tile step to many.
+    for &(rows, n, k) in &[
+        (9, 1, 32),
+        (16, 16, 32),
+        (17, 33, 64),
+        (31, 17, 96),
+        (32, 32, 32),
+        (33, 47, 160),
+        (48, 100, 288),
+        (64, 64, 64),
+        (97, 65, 1024),
+    ] {
+        check(rows, n, k);
+    }
+}
+
+#[test]
 fn many_panels_row_blocks_and_k_blocks() {
     // > 16 lane groups (row blocks), > 256 pairs (k blocks), many column panels.
     check(300, 200, 531);
@@ -166,7 +188,12 @@ fn many_panels_row_blocks_and_k_blocks() {
 
 #[test]
 fn degenerate_shapes() {
-    for imp in [DenseImpl::Portable, DenseImpl::Avx2, DenseImpl::Avx512] {
+    for imp in [
+        DenseImpl::Portable,
+        DenseImpl::Avx2,
+        DenseImpl::Avx512,
+        DenseImpl::Amx,
+    ] {
         if !imp.available() {
             continue;
         }

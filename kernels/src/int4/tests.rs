@@ -61,7 +61,8 @@ fn check(k: usize, n: usize, gs: usize, rows: usize, imp: Int4Impl) {
 
 /// `(k, n, group)`: k not a multiple of the group, n not a multiple of 8 or of the column
 /// block (shared with `q8_tests.rs`).
-pub(super) const ODD_SHAPES: [(usize, usize, usize); 9] = [
+/// `(160, 21, 64)` ends in a half group with k a multiple of 32 (the AMX tile GEMM's case).
+pub(super) const ODD_SHAPES: [(usize, usize, usize); 10] = [
     (72, 13, 32),
     (64, 1, 64),
     (200, 37, 16),
@@ -71,6 +72,7 @@ pub(super) const ODD_SHAPES: [(usize, usize, usize); 9] = [
     (520, 70, 256),
     (200, 19, 128),
     (136, 5, 64),
+    (160, 21, 64),
 ];
 
 #[test]

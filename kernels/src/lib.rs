@@ -11,6 +11,7 @@ pub mod int4;
 pub mod memory;
 pub mod norm;
 pub mod paged_attention;
+pub mod pool;
 pub mod rope;
 mod simd;
 

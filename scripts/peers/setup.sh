@@ -11,7 +11,7 @@ mkdir -p "$DL" "$PEERS_DIR/src"
 
 fetch_llama_sdist() {
   local sdist="$DL/llama_cpp_python-$LLAMA_VERSION.tar.gz"
-  [ -s "$sdist" ] || "$PY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$DL"
+  [ -s "$sdist" ] || "$PY" -m pip download --quiet --no-deps --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_VERSION" -d "$DL"
   [ -d "$LLAMA_SRC" ] || tar xzf "$sdist" -C "$PEERS_DIR/src"
 }
 

@@ -15,7 +15,7 @@
 //!   tiles are transposed in registers on the way to `out`.
 //!
 //! A block is 2 A tiles × 2 B tiles (32 columns × 32 rows, accumulators tmm0-3, A in tmm4-5,
-//! B in tmm6-7). Rayon splits the columns into panels; a panel walks its 32-column blocks and,
+//! B in tmm6-7). The kernel team (`crate::pool`) splits the columns into panels; a panel walks its 32-column blocks and,
 //! inside each, every 32-row block, so its weights (32 · k bf16) stay in L2 while the
 //! activations stream. Needs `k % 32 == 0` (and a group size that is a multiple of 32 when
 //! scaled); callers fall back to the AVX-512 kernel otherwise. Columns past `n` in the last
@@ -28,7 +28,6 @@
 
 use super::avx512::{pack_x, GroupScales, OutPtr};
 use half::bf16;
-use rayon::prelude::*;
 use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -119,58 +118,67 @@ pub(super) fn gemm(
     let groups = rows.div_ceil(T);
     let blocks = n.div_ceil(2 * T);
     // About 4 panels per thread (load balance) but at least one 32-column block each.
-    let per_panel = blocks.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let per_panel = blocks.div_ceil(4 * crate::pool::threads()).max(1);
     let o = OutPtr(out.as_mut_ptr());
-    (0..blocks.div_ceil(per_panel))
-        .into_par_iter()
-        .for_each(|p| {
-            let mut pad: Vec<bf16> = Vec::new();
-            let mut acc = [[[0.0f32; T * T]; 2]; 2];
-            // SAFETY: AMX is available and permitted (the caller checked `available`).
-            unsafe { asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly)) };
-            for b in p * per_panel..((p + 1) * per_panel).min(blocks) {
-                let j0 = b * 2 * T;
-                let cols = (2 * T).min(n - j0);
-                let na = cols.div_ceil(T);
-                // Tile A sources: the weights in place, or a zero-padded copy of a short tile.
-                let a: [*const bf16; 2] = std::array::from_fn(|t| {
-                    let c0 = j0 + t * T;
-                    if t >= na || c0 + T <= n {
-                        w[c0.min(n - 1) * k..].as_ptr()
-                    } else {
-                        pad.clear();
-                        pad.extend_from_slice(&w[c0 * k..n * k]);
-                        pad.resize(T * k, bf16::ZERO);
-                        pad.as_ptr()
-                    }
-                });
-                for g in (0..groups).step_by(2) {
-                    let nb = (groups - g).min(2);
-                    let bp: [*const u32; 2] =
-                        std::array::from_fn(|t| xp[((g + t.min(nb - 1)) * kq) * T..].as_ptr());
-                    let blk = Block {
-                        a,
-                        lda: 2 * k,
-                        b: bp,
-                        k,
-                    };
-                    // SAFETY: A pointers cover 16 rows of `k` bf16 (in place or padded), B
-                    // pointers `kq` pair rows of 16 lanes; the tile config is loaded.
-                    unsafe {
-                        match (na, nb) {
-                            (2, 2) => blk.run::<2, 2>(scaled, j0, n, &mut acc),
-                            (2, _) => blk.run::<2, 1>(scaled, j0, n, &mut acc),
-                            (_, 2) => blk.run::<1, 2>(scaled, j0, n, &mut acc),
-                            _ => blk.run::<1, 1>(scaled, j0, n, &mut acc),
-                        }
-                    }
-                    // SAFETY: this task alone writes columns `j0..j0 + cols`; rows < `rows`.
-                    unsafe { store(&acc, na, nb, o, ldo, g * T, rows, j0, cols) };
+    crate::pool::for_each(blocks.div_ceil(per_panel), |p| {
+        let mut pad: Vec<bf16> = Vec::new();
+        let mut acc = [[[0.0f32; T * T]; 2]; 2];
+        // SAFETY: AMX is available and permitted (the caller checked `available`).
+        unsafe { asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly)) };
+        for b in p * per_panel..((p + 1) * per_panel).min(blocks) {
+            let j0 = b * 2 * T;
+            let cols = (2 * T).min(n - j0);
+            let na = cols.div_ceil(T);
+            // Tile A sources: the weights in place, or a zero-padded copy of a short tile.
+            let a: [*const bf16; 2] = std::array::from_fn(|t| {
+                let c0 = j0 + t * T;
+                if t >= na || c0 + T <= n {
+                    w[c0.min(n - 1) * k..].as_ptr()
+                } else {
+                    pad.clear();
+                    pad.extend_from_slice(&w[c0 * k..n * k]);
+                    pad.resize(T * k, bf16::ZERO);
+                    pad.as_ptr()
                 }
+            });
+            for g in (0..groups).step_by(2) {
+                let nb = (groups - g).min(2);
+                let bp: [*const u32; 2] =
+                    std::array::from_fn(|t| xp[((g + t.min(nb - 1)) * kq) * T..].as_ptr());
+                // The first row pass over this block pulls the next block's weights (the
+                // contiguous rows `j0 + 32..j0 + 64`) towards L1: 16-32 strided tile-row
+                // streams are more than the hardware prefetcher follows from DRAM.
+                let next = (j0 + 2 * T).min(n);
+                let pf = if g == 0 {
+                    w[next * k..(next + 2 * T).min(n) * k].as_ptr_range()
+                } else {
+                    let e = w[..0].as_ptr_range();
+                    e.start..e.start
+                };
+                let blk = Block {
+                    a,
+                    lda: 2 * k,
+                    b: bp,
+                    k,
+                    pf: (pf.start as *const u8, pf.end as usize - pf.start as usize),
+                };
+                // SAFETY: A pointers cover 16 rows of `k` bf16 (in place or padded), B
+                // pointers `kq` pair rows of 16 lanes; the tile config is loaded.
+                unsafe {
+                    match (na, nb) {
+                        (2, 2) => blk.run::<2, 2>(scaled, j0, n, &mut acc),
+                        (2, _) => blk.run::<2, 1>(scaled, j0, n, &mut acc),
+                        (_, 2) => blk.run::<1, 2>(scaled, j0, n, &mut acc),
+                        _ => blk.run::<1, 1>(scaled, j0, n, &mut acc),
+                    }
+                }
+                // SAFETY: this task alone writes columns `j0..j0 + cols`; rows < `rows`.
+                unsafe { store(&acc, na, nb, o, ldo, g * T, rows, j0, cols) };
             }
-            // SAFETY: drops this thread's tile state (cheaper context switches).
-            unsafe { asm!("tilerelease", options(nostack, nomem)) };
-        });
+        }
+        // SAFETY: drops this thread's tile state (cheaper context switches).
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    });
 }
 
 /// One 32 × 32 (at most) block: A tiles at `a[t]` (row stride `lda` bytes), B tiles at `b[t]`
@@ -180,6 +188,8 @@ struct Block {
     lda: usize,
     b: [*const u32; 2],
     k: usize,
+    /// Bytes to prefetch while the block runs, spread evenly over its k steps (may be empty).
+    pf: (*const u8, usize),
 }
 
 impl Block {
@@ -235,7 +245,14 @@ impl Block {
                 options(nostack, nomem)
             );
             let bs = 64usize;
+            let (pf, pf_len) = self.pf;
+            // Cache lines to prefetch per k step.
+            let per_step = pf_len.div_ceil(64).div_ceil(self.k / K_STEP);
             for s in s0..s0 + steps {
+                let l0 = s * per_step * 64;
+                for off in (l0..(l0 + per_step * 64).min(pf_len)).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(pf.add(off) as *const i8);
+                }
                 let a0 = self.a[0].add(s * K_STEP);
                 let b0 = self.b[0].add(s * K_STEP / 2 * T);
                 asm!("tileloadd tmm4, [{p} + {s}*1]", p = in(reg) a0, s = in(reg) self.lda,

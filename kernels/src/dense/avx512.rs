@@ -20,7 +20,6 @@
 
 use super::DenseWeight;
 use half::bf16;
-use rayon::prelude::*;
 use std::arch::x86_64::*;
 
 /// Whether the CPU has AVX-512F, BW, VL and AVX512_BF16.
@@ -346,33 +345,31 @@ pub(super) fn pack_x(x: &[f32], rows: usize, k: usize, pairs: bool, lanes: usize
     let kq = if pairs { k.div_ceil(2) } else { k };
     let groups = rows.div_ceil(lanes);
     let mut xp = vec![0u32; groups * kq * lanes];
-    xp.par_chunks_mut(kq * lanes)
-        .enumerate()
-        .for_each(|(g, dst)| {
-            if lanes == 16 {
-                let rs = g * lanes..(g * lanes + lanes).min(rows);
-                // SAFETY: AVX-512F/BW/VL/BF16 are available (this module's GEMM only runs
-                // then); `dst` is this group's `[kq][16]`, `x` holds rows `rs` of `k`.
-                unsafe {
-                    super::avx512_pack::pack_group16(&x[rs.start * k..rs.end * k], k, pairs, dst)
-                };
-                return;
-            }
-            for l in 0..lanes.min(rows - g * lanes) {
-                let xr = &x[(g * lanes + l) * k..(g * lanes + l + 1) * k];
-                if pairs {
-                    for (q, p) in xr.chunks(2).enumerate() {
-                        let lo = bf16::from_f32(p[0]).to_bits() as u32;
-                        let hi = p.get(1).map_or(0, |&v| bf16::from_f32(v).to_bits() as u32);
-                        dst[q * lanes + l] = lo | hi << 16;
-                    }
-                } else {
-                    for (q, v) in xr.iter().enumerate() {
-                        dst[q * lanes + l] = v.to_bits();
-                    }
+    crate::pool::for_each_chunk_mut(&mut xp, kq * lanes, |g, dst| {
+        if lanes == 16 {
+            let rs = g * lanes..(g * lanes + lanes).min(rows);
+            // SAFETY: AVX-512F/BW/VL/BF16 are available (this module's GEMM only runs
+            // then); `dst` is this group's `[kq][16]`, `x` holds rows `rs` of `k`.
+            unsafe {
+                super::avx512_pack::pack_group16(&x[rs.start * k..rs.end * k], k, pairs, dst)
+            };
+            return;
+        }
+        for l in 0..lanes.min(rows - g * lanes) {
+            let xr = &x[(g * lanes + l) * k..(g * lanes + l + 1) * k];
+            if pairs {
+                for (q, p) in xr.chunks(2).enumerate() {
+                    let lo = bf16::from_f32(p[0]).to_bits() as u32;
+                    let hi = p.get(1).map_or(0, |&v| bf16::from_f32(v).to_bits() as u32);
+                    dst[q * lanes + l] = lo | hi << 16;
+                }
+            } else {
+                for (q, v) in xr.iter().enumerate() {
+                    dst[q * lanes + l] = v.to_bits();
                 }
             }
-        });
+        }
+    });
     xp
 }
 
@@ -423,7 +420,7 @@ pub(super) fn gemm(
         (false, _) => (4, 6, table!(tile_f32, 6)),
     };
     let strips = n.div_ceil(c);
-    let per_panel = (strips / (8 * rayon::current_num_threads())).clamp(1, 32);
+    let per_panel = (strips / (8 * crate::pool::threads())).clamp(1, 32);
     let nc = per_panel * c;
     let ld = groups * lanes;
     let o = OutPtr(out.as_mut_ptr());
@@ -431,78 +428,76 @@ pub(super) fn gemm(
     // panels of one rayon job; the first k block writes them before any read.
     let y_len = if kq > kc { nc * ld } else { 0 };
     let init = || vec![0.0f32; y_len];
-    (0..n.div_ceil(nc))
-        .into_par_iter()
-        .for_each_init(init, |y, pi| {
-            let (j0, cols) = (pi * nc, nc.min(n - pi * nc));
-            let mut strip = vec![
-                0.0f32;
-                if matches!(w, DenseWeight::F16(_)) {
-                    c * KC
-                } else {
-                    0
-                }
-            ];
-            for rb in (0..groups).step_by(MG) {
-                let rb1 = (rb + MG).min(groups);
-                for kb in (0..kq).step_by(kc) {
-                    let kb1 = (kb + kc).min(kq);
-                    let full = if pairs { kb1.min(k / 2) - kb } else { kb1 - kb };
-                    for ct in (0..cols).step_by(c) {
-                        let cc = c.min(cols - ct);
-                        let j = j0 + ct;
-                        let (wp, ws) = match w {
-                            DenseWeight::BF16(wb) => {
-                                (wb[j * k + 2 * kb..].as_ptr() as *const u8, 2 * k)
-                            }
-                            DenseWeight::F32(wf) => (wf[j * k + kb..].as_ptr() as *const u8, 4 * k),
-                            DenseWeight::F16(wh) => {
-                                let len = kb1 - kb;
-                                for (jj, s) in strip.chunks_mut(KC).take(cc).enumerate() {
-                                    let src = &wh[(j + jj) * k + kb..(j + jj) * k + kb1];
-                                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(
-                                        src,
-                                        &mut s[..len],
-                                    );
-                                }
-                                (strip.as_ptr() as *const u8, 4 * KC)
-                            }
-                        };
-                        for g in (rb..rb1).step_by(mt) {
-                            let mm = mt.min(rb1 - g);
-                            let t = Tile {
-                                x: xp[(g * kq + kb) * lanes..].as_ptr(),
-                                xs: kq * lanes,
-                                w: wp,
-                                ws,
-                                steps: full,
-                                tail: pairs && k % 2 == 1 && kb1 == kq,
-                                cc,
-                                y: y.as_mut_ptr().wrapping_add(ct * ld + g * lanes),
-                                ld,
-                                scale: scaled.map_or(std::ptr::null(), |gs| {
-                                    gs.scales[(kb / kc) * n + j..].as_ptr()
-                                }),
-                                first: kb == 0,
-                                last: kb1 == kq,
-                                out: o.get(),
-                                n: ldo,
-                                row0: g * lanes,
-                                col0: j,
-                                rows,
-                                pf: true,
-                            };
-                            // SAFETY: AVX-512 is available (checked by `matmul_with`); `x` covers
-                            // `mm` groups of `kq` elements from `kb`; the weight pointer covers `cc`
-                            // columns of `ws` bytes from the block start through `kb1` (bf16: the
-                            // tail reads only element `k-1`); `y` (allocated when there is more than
-                            // one k block) covers `[cols][ld]`; `scale` (if any) covers columns
-                            // `j..j + cc` of this block's group; `out` holds `rows` rows of stride
-                            // `ldo` and this task alone writes columns `j0..j0 + cols`.
-                            unsafe { tab[mm - 1](&t) };
+    crate::pool::for_each_init(n.div_ceil(nc), init, |y, pi| {
+        let (j0, cols) = (pi * nc, nc.min(n - pi * nc));
+        let mut strip = vec![
+            0.0f32;
+            if matches!(w, DenseWeight::F16(_)) {
+                c * KC
+            } else {
+                0
+            }
+        ];
+        for rb in (0..groups).step_by(MG) {
+            let rb1 = (rb + MG).min(groups);
+            for kb in (0..kq).step_by(kc) {
+                let kb1 = (kb + kc).min(kq);
+                let full = if pairs { kb1.min(k / 2) - kb } else { kb1 - kb };
+                for ct in (0..cols).step_by(c) {
+                    let cc = c.min(cols - ct);
+                    let j = j0 + ct;
+                    let (wp, ws) = match w {
+                        DenseWeight::BF16(wb) => {
+                            (wb[j * k + 2 * kb..].as_ptr() as *const u8, 2 * k)
                         }
+                        DenseWeight::F32(wf) => (wf[j * k + kb..].as_ptr() as *const u8, 4 * k),
+                        DenseWeight::F16(wh) => {
+                            let len = kb1 - kb;
+                            for (jj, s) in strip.chunks_mut(KC).take(cc).enumerate() {
+                                let src = &wh[(j + jj) * k + kb..(j + jj) * k + kb1];
+                                half::slice::HalfFloatSliceExt::convert_to_f32_slice(
+                                    src,
+                                    &mut s[..len],
+                                );
+                            }
+                            (strip.as_ptr() as *const u8, 4 * KC)
+                        }
+                    };
+                    for g in (rb..rb1).step_by(mt) {
+                        let mm = mt.min(rb1 - g);
+                        let t = Tile {
+                            x: xp[(g * kq + kb) * lanes..].as_ptr(),
+                            xs: kq * lanes,
+                            w: wp,
+                            ws,
+                            steps: full,
+                            tail: pairs && k % 2 == 1 && kb1 == kq,
+                            cc,
+                            y: y.as_mut_ptr().wrapping_add(ct * ld + g * lanes),
+                            ld,
+                            scale: scaled.map_or(std::ptr::null(), |gs| {
+                                gs.scales[(kb / kc) * n + j..].as_ptr()
+                            }),
+                            first: kb == 0,
+                            last: kb1 == kq,
+                            out: o.get(),
+                            n: ldo,
+                            row0: g * lanes,
+                            col0: j,
+                            rows,
+                            pf: true,
+                        };
+                        // SAFETY: AVX-512 is available (checked by `matmul_with`); `x` covers
+                        // `mm` groups of `kq` elements from `kb`; the weight pointer covers `cc`
+                        // columns of `ws` bytes from the block start through `kb1` (bf16: the
+                        // tail reads only element `k-1`); `y` (allocated when there is more than
+                        // one k block) covers `[cols][ld]`; `scale` (if any) covers columns
+                        // `j..j + cc` of this block's group; `out` holds `rows` rows of stride
+                        // `ldo` and this task alone writes columns `j0..j0 + cols`.
+                        unsafe { tab[mm - 1](&t) };
                     }
                 }
             }
-        });
+        }
+    });
 }

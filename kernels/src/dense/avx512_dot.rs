@@ -9,7 +9,6 @@
 
 use super::avx512::OutPtr;
 use half::{bf16, f16};
-use rayon::prelude::*;
 use std::arch::x86_64::*;
 
 /// Output columns per GEMV task.
@@ -19,7 +18,7 @@ pub(super) const DOT_MAX_ROWS: usize = 8;
 
 /// Runs `cols(j)` (the `[rows]` outputs, padded to 8, of columns `j..j + P`; entries for
 /// columns `>= n` are ignored) for every `P`-th column over the rayon pool, `GEMV_COLS`
-/// columns per task, and writes them to `out` `[rows, n]`.
+/// columns per task on the kernel team (`crate::pool`), and writes them to `out` `[rows, n]`.
 fn for_each_column<const P: usize>(
     rows: usize,
     n: usize,
@@ -31,7 +30,7 @@ fn for_each_column<const P: usize>(
         "dot GEMV: shapes"
     );
     let o = OutPtr(out.as_mut_ptr());
-    (0..n.div_ceil(GEMV_COLS)).into_par_iter().for_each(|b| {
+    crate::pool::for_each(n.div_ceil(GEMV_COLS), |b| {
         for j in (b * GEMV_COLS..((b + 1) * GEMV_COLS).min(n)).step_by(P) {
             for (p, col) in cols(j).iter().enumerate().take(n - j) {
                 for (r, v) in col.iter().enumerate().take(rows) {

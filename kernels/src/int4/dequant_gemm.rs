@@ -17,7 +17,6 @@
 use super::{Int4Weights, GEMV_MAX_ROWS};
 use crate::dense::{gemm_avx512_strided, DenseImpl, DenseWeight};
 use half::bf16;
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Bytes of dequantized weights per panel: large enough that the per-panel costs (packing
@@ -96,16 +95,12 @@ fn panels_into(
         match panels {
             Panels::F32 => {
                 let wf = grown(&mut s.f32s, np * k);
-                wf.par_chunks_mut(k)
-                    .enumerate()
-                    .for_each(|(j, col)| dequantize_column(w, c0 + j, col));
+                crate::pool::for_each_chunk_mut(wf, k, |j, col| dequantize_column(w, c0 + j, col));
                 gemm_avx512_strided(x, rows, DenseWeight::F32(wf), np, k, o, n, None);
             }
             Panels::Bf16 => {
                 let wb = grown(&mut s.codes, np * k);
-                wb.par_chunks_mut(k)
-                    .enumerate()
-                    .for_each(|(j, col)| codes_column(w, c0 + j, col));
+                crate::pool::for_each_chunk_mut(wb, k, |j, col| codes_column(w, c0 + j, col));
                 let sp = grown(&mut s.scales, groups * np);
                 for (g, sg) in sp.chunks_exact_mut(np).enumerate() {
                     for (j, v) in sg.iter_mut().enumerate() {

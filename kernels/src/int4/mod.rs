@@ -26,8 +26,6 @@ mod scalar;
 mod vnni;
 mod vnni_dot;
 
-use rayon::prelude::*;
-
 pub use q8::matmul_q8_reference;
 pub use scalar::matmul_reference;
 
@@ -382,20 +380,17 @@ impl Int4Weights {
             return;
         }
         if rows == 1 {
-            out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+            crate::pool::for_each_chunk_mut(out, chunk, |i, o| {
                 let c0 = i * chunk;
                 kernel(c0, c0 + o.len(), o);
             });
             return;
         }
         let mut out_t = vec![0.0f32; self.n * rows];
-        out_t
-            .par_chunks_mut(chunk * rows)
-            .enumerate()
-            .for_each(|(i, o)| {
-                let c0 = i * chunk;
-                kernel(c0, c0 + o.len() / rows, o);
-            });
+        crate::pool::for_each_chunk_mut(&mut out_t, chunk * rows, |i, o| {
+            let c0 = i * chunk;
+            kernel(c0, c0 + o.len() / rows, o);
+        });
         for (c, col) in out_t.chunks_exact(rows).enumerate() {
             for (r, &v) in col.iter().enumerate() {
                 out[r * self.n + c] = v;
@@ -410,7 +405,7 @@ impl Int4Weights {
         if work < 1 << 16 {
             return self.n;
         }
-        let tasks = 4 * rayon::current_num_threads();
+        let tasks = 4 * crate::pool::threads();
         self.n.div_ceil(tasks).next_multiple_of(16).max(16)
     }
 
@@ -420,7 +415,7 @@ impl Int4Weights {
         if work < 1 << 16 {
             return self.n;
         }
-        let tasks = 4 * rayon::current_num_threads();
+        let tasks = 4 * crate::pool::threads();
         self.n.div_ceil(tasks).next_multiple_of(8).max(16)
     }
 }

@@ -37,7 +37,6 @@ use super::{AttnSeq, KvLayout, KvSrc};
 use crate::simd::{exp, Isa, Lanes, Path, Portable, LANES};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Avx2, Avx512};
-use rayon::prelude::*;
 
 /// Query tokens per work unit (a throughput knob only: results do not depend on it).
 const BLOCK_TOKENS: usize = 16;
@@ -92,9 +91,9 @@ pub(super) fn attend<K: KvSrc, V: KvSrc>(
             }
         }
     }
-    units
-        .into_par_iter()
-        .for_each_init(Scratch::default, |s, mut u| run(path, &call, &mut u, s));
+    crate::pool::for_each_item_mut_init(&mut units, Scratch::default, |s, u| {
+        run(path, &call, u, s)
+    });
 }
 
 /// The inputs every work unit reads.

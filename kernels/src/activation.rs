@@ -2,7 +2,6 @@
 //! `crate::simd` (AVX-512, AVX2 or portable; the three give identical bits).
 
 use crate::simd::{exp, Isa, Lanes, Path, Portable, LANES};
-use rayon::prelude::*;
 
 /// `out[t, i] = silu(gu[t, i]) * gu[t, I + i]` where `gu` is the fused gate/up projection and
 /// `silu(g) = g / (1 + e^-g)`, with `e^x` within 2e-7 relative (`crate::simd::exp`), so each
@@ -20,12 +19,10 @@ pub fn silu_mul(gate_up: &[f32], rows: usize, out: &mut [f32]) {
     );
     let inter = out.len() / rows;
     let path = Path::best();
-    out.par_chunks_mut(inter)
-        .zip(gate_up.par_chunks(2 * inter))
-        .for_each(|(o, gu)| {
-            let (g, u) = gu.split_at(inter);
-            silu_mul_row(path, g, u, o);
-        });
+    crate::pool::for_each_chunk_mut(out, inter, |i, o| {
+        let (g, u) = gate_up[2 * i * inter..2 * (i + 1) * inter].split_at(inter);
+        silu_mul_row(path, g, u, o);
+    });
 }
 
 /// One row on the compiled variant of `path`.

@@ -1,7 +1,5 @@
 //! RMSNorm over rows, with an optional fused residual add.
 
-use rayon::prelude::*;
-
 /// `out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight` for each row of width `weight.len()`.
 ///
 /// Shapes: `x`, `out`: `[rows, dim]`; `weight`: `[dim]`. Accumulates in f64 like nothing cheaper
@@ -14,9 +12,9 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
         0,
         "rms_norm: x is not a whole number of rows"
     );
-    out.par_chunks_mut(dim)
-        .zip(x.par_chunks(dim))
-        .for_each(|(o, row)| rms_norm_row(row, weight, eps, o));
+    crate::pool::for_each_chunk_mut(out, dim, |i, o| {
+        rms_norm_row(&x[i * dim..(i + 1) * dim], weight, eps, o)
+    });
 }
 
 /// RMSNorm of one row; see [`rms_norm`].
@@ -34,16 +32,15 @@ pub fn rms_norm_row(row: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 pub fn add_rms_norm(residual: &mut [f32], x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let dim = weight.len();
     assert_eq!(residual.len(), x.len(), "add_rms_norm: shape mismatch");
-    residual
-        .par_chunks_mut(dim)
-        .zip(x.par_chunks(dim))
-        .zip(out.par_chunks_mut(dim))
-        .for_each(|((r, xr), o)| {
-            for (a, b) in r.iter_mut().zip(xr) {
-                *a += b;
-            }
-            rms_norm_row(r, weight, eps, o);
-        });
+    assert_eq!(residual.len(), out.len(), "add_rms_norm: shape mismatch");
+    let out = crate::pool::Shared::new(out);
+    crate::pool::for_each_chunk_mut(residual, dim, |i, r| {
+        for (a, b) in r.iter_mut().zip(&x[i * dim..(i + 1) * dim]) {
+            *a += b;
+        }
+        // SAFETY: row `i` of `out` (same length as `residual`), written by this task only.
+        rms_norm_row(r, weight, eps, unsafe { out.slice(i * dim, dim) });
+    });
 }
 
 #[cfg(test)]

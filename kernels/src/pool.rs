@@ -222,9 +222,8 @@ pub fn for_each_init<S>(
     broadcast(&body);
 }
 
-/// A pointer that tasks of one call share; each task touches a disjoint part of what it
-/// points to.
-struct Shared<T>(*mut T);
+/// A mutable slice that the tasks of one call share, each writing a disjoint part of it.
+pub struct Shared<T>(*mut T);
 // SAFETY: used only by the helpers below, whose tasks access disjoint elements while the
 // caller's `&mut` borrow outlives the call.
 unsafe impl<T: Send> Send for Shared<T> {}
@@ -232,8 +231,24 @@ unsafe impl<T: Send> Send for Shared<T> {}
 unsafe impl<T: Send> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
+    /// Shares `data` (the borrow ends with the returned value's use).
+    pub fn new(data: &mut [T]) -> Self {
+        Shared(data.as_mut_ptr())
+    }
+
     fn get(&self) -> *mut T {
         self.0
+    }
+
+    /// Elements `start..start + len` of the shared slice.
+    ///
+    /// # Safety
+    /// The range is inside the slice given to [`Shared::new`], which is still borrowed, and no
+    /// other task accesses it during this use.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        // SAFETY: as the caller vouches.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
 }
 

@@ -1,7 +1,5 @@
 //! Rotary position embedding in the half-split ("neox") layout that HF Llama and Qwen2 use.
 
-use rayon::prelude::*;
-
 /// Rotates every head of every token in place.
 ///
 /// Shapes: `x`: `[T, n_heads * head_dim]`; `cos`, `sin`: `[T, head_dim / 2]` (the angles of each
@@ -16,18 +14,20 @@ pub fn apply_rope(x: &mut [f32], cos: &[f32], sin: &[f32], n_heads: usize, head_
         x.len() / row * half,
         "apply_rope: cos is not [T, dim/2]"
     );
-    x.par_chunks_mut(row)
-        .zip(cos.par_chunks(half).zip(sin.par_chunks(half)))
-        .for_each(|(tok, (c, s))| {
-            for head in tok.chunks_mut(head_dim) {
-                let (a, b) = head.split_at_mut(half);
-                for i in 0..half {
-                    let (x0, x1) = (a[i], b[i]);
-                    a[i] = x0 * c[i] - x1 * s[i];
-                    b[i] = x1 * c[i] + x0 * s[i];
-                }
+    crate::pool::for_each_chunk_mut(x, row, |t, tok| {
+        let (c, s) = (
+            &cos[t * half..(t + 1) * half],
+            &sin[t * half..(t + 1) * half],
+        );
+        for head in tok.chunks_mut(head_dim) {
+            let (a, b) = head.split_at_mut(half);
+            for i in 0..half {
+                let (x0, x1) = (a[i], b[i]);
+                a[i] = x0 * c[i] - x1 * s[i];
+                b[i] = x1 * c[i] + x0 * s[i];
             }
-        });
+        }
+    });
 }
 
 #[cfg(test)]

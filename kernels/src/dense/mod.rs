@@ -26,7 +26,6 @@ mod avx512_pack;
 mod tests;
 
 use half::{bf16, f16};
-use rayon::prelude::*;
 
 /// A `[n, k]` row-major weight matrix in one of the supported precisions.
 #[derive(Debug, Clone, Copy)]
@@ -321,9 +320,9 @@ fn gemv_impl(
     out: &mut [f32],
 ) {
     // Tasks own disjoint column ranges; each writes a [rows, cols] scratch then scatters it.
-    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(COLS_PER_TASK))
-        .into_par_iter()
-        .map(|b| {
+    let mut blocks: Vec<(usize, Vec<f32>)> = vec![(0, Vec::new()); n.div_ceil(COLS_PER_TASK)];
+    crate::pool::for_each_chunk_mut(&mut blocks, 1, |b, slot| {
+        slot[0] = {
             let j0 = b * COLS_PER_TASK;
             let j1 = (j0 + COLS_PER_TASK).min(n);
             let cols = j1 - j0;
@@ -368,8 +367,8 @@ fn gemv_impl(
                 }
             }
             (j0, acc)
-        })
-        .collect();
+        };
+    });
     for (j0, acc) in blocks {
         let cols = acc.len() / rows;
         for r in 0..rows {
@@ -429,9 +428,9 @@ pub fn gemm_panels(
     k: usize,
     out: &mut [f32],
 ) {
-    let panels: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(PANEL))
-        .into_par_iter()
-        .map(|p| {
+    let mut panels: Vec<(usize, Vec<f32>)> = vec![(0, Vec::new()); n.div_ceil(PANEL)];
+    crate::pool::for_each_chunk_mut(&mut panels, 1, |p, slot| {
+        slot[0] = {
             let j0 = p * PANEL;
             let cols = PANEL.min(n - j0);
             let mut wp = vec![0.0f32; cols * k];
@@ -463,8 +462,8 @@ pub fn gemm_panels(
                 );
             }
             (j0, y)
-        })
-        .collect();
+        };
+    });
     for (j0, y) in panels {
         let cols = y.len() / rows;
         for r in 0..rows {

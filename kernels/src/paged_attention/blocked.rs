@@ -3,7 +3,7 @@
 //!
 //! Work unit: one sequence, one KV head, up to [`BLOCK_TOKENS`] consecutive query tokens; all
 //! `group = n_heads / n_kv_heads` query heads of that KV head are processed together, so each
-//! key/value tile is loaded once for `group x tokens` queries. Units run in parallel (rayon);
+//! key/value tile is loaded once for `group x tokens` queries. Units run in parallel (`crate::pool`);
 //! a decode of one sequence still has `n_kv_heads` units.
 //!
 //! Keys are walked in tiles of [`LANES`] consecutive positions (`16t..16t + 16`, whatever the

@@ -231,7 +231,8 @@ unsafe impl<T: Send> Send for Shared<T> {}
 unsafe impl<T: Send> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
-    /// Shares `data` (the borrow ends with the returned value's use).
+    /// Shares `data`. The pointer does not keep `data` borrowed: the caller must keep it alive
+    /// and untouched by anything but the tasks until they are done (see [`Shared::slice`]).
     pub fn new(data: &mut [T]) -> Self {
         Shared(data.as_mut_ptr())
     }

@@ -145,22 +145,11 @@ pub(super) fn gemm(
                 let nb = (groups - g).min(2);
                 let bp: [*const u32; 2] =
                     std::array::from_fn(|t| xp[((g + t.min(nb - 1)) * kq) * T..].as_ptr());
-                // The first row pass over this block pulls the next block's weights (the
-                // contiguous rows `j0 + 32..j0 + 64`) towards L1: 16-32 strided tile-row
-                // streams are more than the hardware prefetcher follows from DRAM.
-                let next = (j0 + 2 * T).min(n);
-                let pf = if g == 0 {
-                    w[next * k..(next + 2 * T).min(n) * k].as_ptr_range()
-                } else {
-                    let e = w[..0].as_ptr_range();
-                    e.start..e.start
-                };
                 let blk = Block {
                     a,
                     lda: 2 * k,
                     b: bp,
                     k,
-                    pf: (pf.start as *const u8, pf.end as usize - pf.start as usize),
                 };
                 // SAFETY: A pointers cover 16 rows of `k` bf16 (in place or padded), B
                 // pointers `kq` pair rows of 16 lanes; the tile config is loaded.
@@ -188,8 +177,6 @@ struct Block {
     lda: usize,
     b: [*const u32; 2],
     k: usize,
-    /// Bytes to prefetch while the block runs, spread evenly over its k steps (may be empty).
-    pf: (*const u8, usize),
 }
 
 impl Block {
@@ -245,14 +232,7 @@ impl Block {
                 options(nostack, nomem)
             );
             let bs = 64usize;
-            let (pf, pf_len) = self.pf;
-            // Cache lines to prefetch per k step.
-            let per_step = pf_len.div_ceil(64).div_ceil(self.k / K_STEP);
             for s in s0..s0 + steps {
-                let l0 = s * per_step * 64;
-                for off in (l0..(l0 + per_step * 64).min(pf_len)).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(pf.add(off) as *const i8);
-                }
                 let a0 = self.a[0].add(s * K_STEP);
                 let b0 = self.b[0].add(s * K_STEP / 2 * T);
                 asm!("tileloadd tmm4, [{p} + {s}*1]", p = in(reg) a0, s = in(reg) self.lda,

@@ -169,29 +169,31 @@ fn summary(_: &mut Criterion) {
         }
     }
     println!(
-        "read bandwidth ({} threads), best of all rounds: {:.1} GB/s",
+        "read bandwidth ({} threads; kernels on {}), best of all rounds: {:.1} GB/s",
         rayon::current_num_threads(),
+        candela_kernels::pool::threads(),
         bw / 1e9
     );
 }
 
 /// Compute ceiling without DRAM: one thread, one `[1152, 896]` copy (516 KB, L2-resident),
-/// best of 3 x 0.2 s per case. Part of `summary`; `-- hot` runs only this.
+/// best of 3 x 0.2 s per case. Part of `summary`; `-- hot` runs only this. The kernels run
+/// inside a one-task call of the kernel team, where (as for any nested call) they stay on the
+/// calling thread; the team itself keeps all its threads for the summary.
 fn hot() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("pool");
     let (k, n) = (896, 1152);
     let ws = vec![weights(k, n, 3)];
     let bytes = ws[0].packed_bytes() as f64;
     for imp in [Int4Impl::best(), Int4Impl::best_q8()] {
         for rows in [1, 4, 8] {
-            let t = pool.install(|| {
-                (0..3)
+            let t = std::sync::Mutex::new(f64::INFINITY);
+            candela_kernels::pool::for_each(1, |_| {
+                let best = (0..3)
                     .map(|_| time_per_call(&ws, rows, imp, Duration::from_millis(200)))
-                    .fold(f64::INFINITY, f64::min)
+                    .fold(f64::INFINITY, f64::min);
+                *t.lock().expect("not poisoned") = best;
             });
+            let t = t.into_inner().expect("not poisoned");
             println!(
                 "hot 1-thread {imp:?} k={k} n={n} rows={rows}: {:.1} us, {:.1} GB/s packed",
                 t * 1e6,

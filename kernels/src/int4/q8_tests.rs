@@ -5,8 +5,9 @@ use super::q8::{cols_scalar, quantize_block, Q8Prepared};
 use super::tests::{random_weights, random_x};
 use super::*;
 
-/// Per output `(r, c)`: `Σ_g |dx_g s_g d_g|` (the magnitude of the float terms the Q8 paths
-/// sum, `d_g = Σ q xq − z Σ xq`), `Σ_g 0.5 dx_g Σ_i |s (q − z)|` (the activation rounding bound)
+/// Per output `(r, c)`: `Σ_g dx_g s_g (Σ |q xq| + |z Σ xq|)` (bounds the magnitude of the float
+/// terms the Q8 paths sum: the reference rounds `dx s (Σ q xq − z Σ xq)` with an exact integer
+/// bracket, the dot kernel the two parts separately and 16 lane partial sums of `Σ q xq`), `Σ_g 0.5 dx_g Σ_i |s (q − z)|` (the activation rounding bound)
 /// and `Σ_i |x w|`.
 fn magnitudes(w: &Int4Weights, x: &[f32], rows: usize) -> Vec<(f64, f64, f64)> {
     let (k, n, gs) = (w.k(), w.n(), w.group_size());
@@ -24,8 +25,10 @@ fn magnitudes(w: &Int4Weights, x: &[f32], rows: usize) -> Vec<(f64, f64, f64)> {
             for (g, &(i0, i1, dx, sq)) in blocks.iter().enumerate() {
                 let (s, z) = w.scale_zero(c, g);
                 let (s, z) = (s as f64, z as f64);
-                let dot: i64 = (i0..i1).map(|i| w.code(c, i) as i64 * xq[i] as i64).sum();
-                term += (dx * s * (dot as f64 - z * sq as f64)).abs();
+                let dot: i64 = (i0..i1)
+                    .map(|i| (w.code(c, i) as i64 * xq[i] as i64).abs())
+                    .sum();
+                term += (dx * s).abs() * (dot as f64 + (z * sq as f64).abs());
                 for i in i0..i1 {
                     let wv = s * (w.code(c, i) as f64 - z);
                     bound += 0.5 * dx * wv.abs();
@@ -38,11 +41,11 @@ fn magnitudes(w: &Int4Weights, x: &[f32], rows: usize) -> Vec<(f64, f64, f64)> {
     out
 }
 
-/// Tolerance between two Q8 paths: the integer parts are exact, so only the f32 sum over `G`
-/// groups differs: recursive summation (plus the `dx s` product) errs by at most
-/// `(G + 1) u Σ |terms|` with `u = 2^-24`; twice that, plus the reference's final rounding.
+/// Tolerance between two Q8 paths: the integer parts are exact, so only the f32 sums over `G`
+/// groups differ: recursive summation of at most `2G` terms, the 16-lane reductions and the
+/// `dx s`, `dx Σ xq` products err by at most `(2G + 20) u Σ |terms|` with `u = 2^-24`.
 fn q8_tol(groups: usize, term: f64) -> f64 {
-    (groups as f64 + 2.0) * 2f64.powi(-23) * term + 1e-30
+    (2.0 * groups as f64 + 20.0) * 2f64.powi(-24) * term + 1e-30
 }
 
 /// The exact paths' odd shapes plus a group of 40 (not a multiple of 32, the Q8 chunk), and

@@ -62,7 +62,9 @@ fn check(k: usize, n: usize, gs: usize, rows: usize, imp: Int4Impl) {
 /// `(k, n, group)`: k not a multiple of the group, n not a multiple of 8 or of the column
 /// block (shared with `q8_tests.rs`).
 /// `(160, 21, 64)` ends in a half group with k a multiple of 32 (the AMX tile GEMM's case).
-pub(super) const ODD_SHAPES: [(usize, usize, usize); 10] = [
+/// `(512, 9, 256)` has two-block groups for the AVX-512 GEMVs.
+pub(super) const ODD_SHAPES: [(usize, usize, usize); 11] = [
+    (512, 9, 256),
     (72, 13, 32),
     (64, 1, 64),
     (200, 37, 16),

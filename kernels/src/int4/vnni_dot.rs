@@ -1,6 +1,6 @@
 //! AVX-512 VNNI int4 GEMV with int8 activations in dot-product formulation: the
 //! `Int4Impl::Q8Avx512` kernel for 1..=8 rows when the group size and `k` are multiples of 128
-//! (AWQ / GPTQ's usual 128), otherwise `vnni.rs`'s column-tile kernel runs.
+//! (AWQ / GPTQ's usual 128; `avx512::supported`), otherwise `vnni.rs`'s column-tile kernel runs.
 //!
 //! Each task walks its columns one after another and each column's packed bytes front to back,
 //! so a thread reads one sequential stream (what the hardware prefetcher follows best; the
@@ -8,9 +8,12 @@
 //! Per 128 channels (one 64-byte load of a column): low nibbles `v & 0x0F` and high nibbles
 //! `(v >> 4) & 0x0F` go to two `vpdpbusd` against 64 activation bytes each, laid out by
 //! [`DotPrepared`] to match (low nibble of byte `p` = channel `8 (p / 4) + 2 (p % 4)`, the high
-//! nibble the next channel). At a group's end each row's 16 integer lanes are summed and the
-//! zero point removed in integers (`Σ q xq − z Σ xq`, exact), then multiplied by `dx s` and
-//! added to the row's f32 sum, as the Q8 reference does.
+//! nibble the next channel). At a group's end the 16 integer lanes `Σ q xq` are converted to
+//! f32 (exact: below 2^24) and added to the row's vector sum with one FMA by the broadcast
+//! `dx s`, with no horizontal sum per group. The zero-point term `Σ_g dx s z Σ xq` is computed
+//! 16 groups at a time from the column-major scale / zero copies; both vector sums are reduced
+//! once per column. The integer dot products equal the Q8 reference's; the float sums differ
+//! in order and in that the two terms are rounded separately (see `q8_tests.rs`).
 //! The quantization is `q8::quantize_block`'s, so the integer brackets equal the Q8 reference's.
 
 use super::q8::quantize_block;
@@ -20,11 +23,9 @@ use super::{Int4Weights, GEMV_MAX_ROWS};
 const BLOCK: usize = 128;
 
 /// Whether the dot kernel handles `w`: whole groups (no shorter last one) of whole 128-channel
-/// blocks.
+/// blocks, with the column-major scale copies.
 pub(super) fn supported(w: &Int4Weights) -> bool {
-    super::vnni::available()
-        && w.group_size().is_multiple_of(BLOCK)
-        && w.k().is_multiple_of(w.group_size())
+    super::vnni::available() && super::avx512::supported(w)
 }
 
 /// The quantized activations of one call (1..=8 rows) in the dot kernel's layout.
@@ -35,8 +36,8 @@ pub(super) struct DotPrepared {
     xq: Vec<i8>,
     /// `[rows, groups]` block scales `dx`.
     dx: Vec<f32>,
-    /// `[rows, groups]` block sums `Σ xq`.
-    sumq: Vec<i32>,
+    /// `[rows, groups]` `dx Σ xq` (the integer sum is exact in f32: below 2^24).
+    dxsum: Vec<f32>,
 }
 
 impl DotPrepared {
@@ -47,7 +48,7 @@ impl DotPrepared {
             rows,
             xq: vec![0; rows * k],
             dx: Vec::with_capacity(rows * groups),
-            sumq: Vec::with_capacity(rows * groups),
+            dxsum: Vec::with_capacity(rows * groups),
         };
         let mut tmp = vec![0i8; gs];
         for r in 0..rows {
@@ -55,7 +56,7 @@ impl DotPrepared {
                 let i0 = g * gs;
                 let (dx, sum) = quantize_block(&x[r * k + i0..r * k + i0 + gs], &mut tmp);
                 p.dx.push(dx);
-                p.sumq.push(sum);
+                p.dxsum.push(dx * sum as f32);
                 let dst = &mut p.xq[r * k + i0..][..gs];
                 for (d, s) in dst.chunks_exact_mut(BLOCK).zip(tmp.chunks_exact(BLOCK)) {
                     for b in 0..64 {
@@ -81,7 +82,7 @@ pub(super) fn cols(w: &Int4Weights, p: &DotPrepared, c0: usize, c1: usize, out_t
             && (1..=GEMV_MAX_ROWS).contains(&p.rows)
             && p.xq.len() == p.rows * w.k()
             && p.dx.len() == p.rows * groups
-            && p.sumq.len() == p.rows * groups
+            && p.dxsum.len() == p.rows * groups
             && c0 <= c1
             && c1 <= w.n()
             && out_t.len() >= (c1 - c0) * p.rows,
@@ -89,8 +90,9 @@ pub(super) fn cols(w: &Int4Weights, p: &DotPrepared, c0: usize, c1: usize, out_t
     );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU features and every length the kernel relies on were asserted above:
-    // it reads `xq` `[rows, k]`, `dx` / `sumq` `[rows, groups]`, the packed bytes, scales and
-    // zeros of columns `c0..c1 < n`, and writes `out_t` below `(c1 - c0) * rows`.
+    // it reads `xq` `[rows, k]`, `dx` / `dxsum` `[rows, groups]`, the packed bytes and
+    // column-major scales / zeros of columns `c0..c1 < n`, and writes `out_t` below
+    // `(c1 - c0) * rows`.
     unsafe {
         match p.rows {
             1 => imp::cols::<1>(w, p, c0, c1, out_t.as_mut_ptr()),
@@ -119,7 +121,7 @@ mod imp {
     ///
     /// # Safety
     /// AVX-512F/BW/VL/VNNI and F16C available; the shapes asserted by [`super::cols`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
     pub(super) unsafe fn cols<const R: usize>(
         w: &Int4Weights,
         p: &DotPrepared,
@@ -133,116 +135,74 @@ mod imp {
         }
     }
 
-    /// Column `c` into `out` `[R]`: groups 4 at a time while `R <= 2` (their integer sums
-    /// reduced together by [`hsum4`]), one at a time otherwise and for the last `< 4`.
+    /// Column `c` into `out` `[R]`.
     ///
     /// # Safety
     /// As [`cols`], with `c < n`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
     #[inline]
     unsafe fn column<const R: usize>(w: &Int4Weights, p: &DotPrepared, c: usize, out: *mut f32) {
-        let (k, n, gs, groups) = (w.k(), w.n(), w.group_size(), w.groups());
-        let (qw, sc, zs) = w.raw();
+        let (k, gs, groups) = (w.k(), w.group_size(), w.groups());
+        let (scm, zcm) = w.raw_column_major();
         let nib = _mm512_set1_epi8(0x0F);
         // SAFETY (whole body): column `c < n` spans bytes `c * k / 2..(c + 1) * k / 2` of the
         // packed words and its group blocks lie inside; `xq` row `r` spans `r * k..(r + 1) * k`;
-        // `dx` / `sumq` `[R, groups]` and scales / zeros `g * n + c` are read for `g < groups`;
-        // `out` covers `R` values (caller). Prefetches never fault.
+        // the masked loads read `[n, groups]` entries `c * groups + g` and `[rows, groups]`
+        // entries `r * groups + g` for `g < groups` only; `out` covers `R` values (caller).
+        // Prefetches never fault.
         unsafe {
-            let col = (qw.as_ptr() as *const u8).add(c * k / 2);
-            // The group's integer bracket sums `Σ q xq` of each row, `acc[r]` 16 lanes.
-            let group = |g: usize, acc: &mut [__m512i; R]| {
-                for b in (g * gs..(g + 1) * gs).step_by(BLOCK) {
-                    let src = col.add(b / 2);
-                    _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(PREFETCH) as *const i8);
-                    let v = _mm512_loadu_si512(src as *const _);
-                    let lo = _mm512_and_si512(v, nib);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let x = p.xq.as_ptr().add(r * k + b);
-                        *a = _mm512_dpbusd_epi32(*a, lo, _mm512_loadu_si512(x as *const _));
-                        *a = _mm512_dpbusd_epi32(*a, hi, _mm512_loadu_si512(x.add(64) as *const _));
-                    }
+            let col = (w.raw().0.as_ptr() as *const u8).add(c * k / 2);
+            let xq = p.xq.as_ptr();
+            let mut yacc = [_mm512_setzero_ps(); R];
+            let mut zacc = [_mm512_setzero_ps(); R];
+            // `dx s` of the current 16 groups, per row.
+            let mut f = [[0.0f32; 16]; R];
+            for g0 in (0..groups).step_by(16) {
+                let m = (groups - g0).min(16);
+                let mask: __mmask16 = ((1u32 << m) - 1) as u16;
+                let s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                    mask,
+                    scm.as_ptr().add(c * groups + g0) as *const i16,
+                ));
+                let z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(
+                    mask,
+                    zcm.as_ptr().add(c * groups + g0) as *const i8,
+                )));
+                let sz = _mm512_mul_ps(s, z);
+                for r in 0..R {
+                    let o = r * groups + g0;
+                    let dx = _mm512_maskz_loadu_ps(mask, p.dx.as_ptr().add(o));
+                    _mm512_storeu_ps(f[r].as_mut_ptr(), _mm512_mul_ps(s, dx));
+                    let ds = _mm512_maskz_loadu_ps(mask, p.dxsum.as_ptr().add(o));
+                    zacc[r] = _mm512_fmadd_ps(sz, ds, zacc[r]);
                 }
-            };
-            // Per row and group: `(Σ q xq − z Σ xq)` exact in integers, times `dx s` in f32,
-            // added up over the groups (in 4 lanes, then across them, for the 4-group steps).
-            let mut y4 = [_mm_setzero_ps(); R];
-            let mut y = [0.0f32; R];
-            let mut g = 0;
-            if R <= 2 {
-                while g + 4 <= groups {
-                    let mut acc = [[_mm512_setzero_si512(); R]; 4];
-                    for (i, a) in acc.iter_mut().enumerate() {
-                        group(g + i, a);
+                for (gi, g) in (g0..g0 + m).enumerate() {
+                    let mut acc = [_mm512_setzero_si512(); R];
+                    for b in (g * gs..(g + 1) * gs).step_by(BLOCK) {
+                        let src = col.add(b / 2);
+                        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(PREFETCH) as *const i8);
+                        let v = _mm512_loadu_si512(src as *const _);
+                        let lo = _mm512_and_si512(v, nib);
+                        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let x = xq.add(r * k + b);
+                            *a = _mm512_dpbusd_epi32(*a, lo, _mm512_loadu_si512(x as *const _));
+                            *a = _mm512_dpbusd_epi32(
+                                *a,
+                                hi,
+                                _mm512_loadu_si512(x.add(64) as *const _),
+                            );
+                        }
                     }
-                    let at = |i: usize| g * n + i * n + c;
-                    let s4 = _mm_cvtph_ps(_mm_setr_epi16(
-                        sc[at(0)] as i16,
-                        sc[at(1)] as i16,
-                        sc[at(2)] as i16,
-                        sc[at(3)] as i16,
-                        0,
-                        0,
-                        0,
-                        0,
-                    ));
-                    let z4 = _mm_setr_epi32(
-                        zs[at(0)] as i32,
-                        zs[at(1)] as i32,
-                        zs[at(2)] as i32,
-                        zs[at(3)] as i32,
-                    );
                     for r in 0..R {
-                        let sums = hsum4([acc[0][r], acc[1][r], acc[2][r], acc[3][r]]);
-                        let o = r * groups + g;
-                        let sq = _mm_loadu_si128(p.sumq.as_ptr().add(o) as *const _);
-                        let d = _mm_sub_epi32(sums, _mm_mullo_epi32(z4, sq));
-                        let f = _mm_mul_ps(s4, _mm_loadu_ps(p.dx.as_ptr().add(o)));
-                        y4[r] = _mm_add_ps(y4[r], _mm_mul_ps(_mm_cvtepi32_ps(d), f));
+                        let fv = _mm512_set1_ps(f[r][gi]);
+                        yacc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), fv, yacc[r]);
                     }
-                    g += 4;
                 }
             }
-            while g < groups {
-                let mut acc = [_mm512_setzero_si512(); R];
-                group(g, &mut acc);
-                let s = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(sc[g * n + c] as i32)));
-                let z = zs[g * n + c] as i32;
-                for (r, a) in acc.iter().enumerate() {
-                    let d = _mm512_reduce_add_epi32(*a) - z * p.sumq[r * groups + g];
-                    y[r] += d as f32 * (s * p.dx[r * groups + g]);
-                }
-                g += 1;
-            }
-            for (r, v) in y.iter().enumerate() {
-                let mut lanes = [0.0f32; 4];
-                _mm_storeu_ps(lanes.as_mut_ptr(), y4[r]);
-                *out.add(r) = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + v;
+            for r in 0..R {
+                *out.add(r) = _mm512_reduce_add_ps(yacc[r]) - _mm512_reduce_add_ps(zacc[r]);
             }
         }
-    }
-
-    /// The four vectors' lane sums, `[Σ a0, Σ a1, Σ a2, Σ a3]` (exact, i32).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn hsum4(a: [__m512i; 4]) -> __m128i {
-        // Per 128-bit lane: [a0 + a0', a1 + a1', ...] pairs, then [Σ a0, Σ a1, Σ a2, Σ a3].
-        let s01 = _mm512_add_epi32(
-            _mm512_unpacklo_epi32(a[0], a[1]),
-            _mm512_unpackhi_epi32(a[0], a[1]),
-        );
-        let s23 = _mm512_add_epi32(
-            _mm512_unpacklo_epi32(a[2], a[3]),
-            _mm512_unpackhi_epi32(a[2], a[3]),
-        );
-        let s = _mm512_add_epi32(
-            _mm512_unpacklo_epi64(s01, s23),
-            _mm512_unpackhi_epi64(s01, s23),
-        );
-        // Add the four 128-bit lanes.
-        let t = _mm512_add_epi32(s, _mm512_shuffle_i32x4::<0x4E>(s, s));
-        let t = _mm512_add_epi32(t, _mm512_shuffle_i32x4::<0xB1>(t, t));
-        _mm512_castsi512_si128(t)
     }
 }

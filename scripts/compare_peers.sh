@@ -22,7 +22,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   : "${CONCURRENCY:=1 4}" "${IN_LEN:=32}" "${OUT_LEN:=8}" "${PROMPTS_PER_CONC:=1}" "${MIN_PROMPTS:=2}"
   RESULTS="${RESULTS_QUICK:-$PEERS_DIR/results-quick}"
 fi
-ENGINES="${ENGINES:-candela-bf16 candela-awq candela-awq-int8 vllm-bf16 llamacpp-q4_0 candela-q4_0 candela-smollm2 llamacpp-smollm2 llamacpp-f16 vllm-fp32}"
+ENGINES="${ENGINES:-candela-bf16 candela-awq candela-awq-f32 vllm-bf16 llamacpp-q4_0 candela-q4_0 candela-smollm2 llamacpp-smollm2 llamacpp-f16 vllm-fp32}"
 CONCURRENCY="${CONCURRENCY:-1 8 32}"
 IN_LEN="${IN_LEN:-256}"
 OUT_LEN="${OUT_LEN:-128}"

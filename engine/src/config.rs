@@ -61,7 +61,8 @@ pub struct EngineConfig {
     /// `--kv-cache-dtype` (`auto` = the model's dtype; on CPU the cache holds f32).
     pub kv_cache_dtype: String,
     /// Activation precision of int4 (AWQ/GPTQ) projections in decode batches (candela's
-    /// `--int4-activations int8|float32`; default float32).
+    /// `--int4-activations`; the CLI's `auto` resolves to int8 with bfloat16 weights; the
+    /// library default is float32).
     pub int4_activations: Int4Activations,
     /// `--tensor-parallel-size`.
     pub tensor_parallel_size: usize,

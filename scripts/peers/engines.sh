@@ -2,7 +2,7 @@
 # The engine configurations compare_peers.sh can run, with matched settings (2 threads, context
 # 2048, prefix caching off, loopback), and how to start each one. Sourced after common.sh.
 #
-# Tags: candela-bf16 candela-awq candela-awq-int8 candela-f16 candela-q4_0 vllm-fp32 vllm-bf16 llamacpp-f16 llamacpp-q4_0
+# Tags: candela-bf16 candela-awq candela-awq-f32 candela-f16 candela-q4_0 vllm-fp32 vllm-bf16 llamacpp-f16 llamacpp-q4_0
 #       (random Qwen2.5-0.5B shape) and candela-smollm2 llamacpp-smollm2 (real SmolLM2-135M Q4_1).
 
 MAX_MODEL_LEN="${MAX_MODEL_LEN:-2048}"
@@ -28,9 +28,11 @@ engine_meta() {
     candela-bf16) PRECISION=bf16; MODEL_PATH="$RAND_MODEL" ;;
     # --dtype bfloat16: computed as a bf16 model (bf16 activations times the exact codes in
     # prefill), as the bf16 rows; the checkpoint's own float16 would prefill in exact f32.
+    # Decode GEMVs then take int8 activations (--int4-activations auto), as vLLM's CPU W4A8
+    # and llama.cpp's Q4_0 x Q8_0.
     candela-awq) PRECISION="AWQ int4, bf16"; MODEL_PATH="$RAND_MODEL_AWQ" ;;
-    # int8 activations in the int4 GEMV (--int4-activations int8), as llama.cpp's Q4_0 x Q8_0.
-    candela-awq-int8) PRECISION="AWQ int4, bf16, int8 act."; MODEL_PATH="$RAND_MODEL_AWQ" ;;
+    # The same with exact f32 activations in the decode GEMVs.
+    candela-awq-f32) PRECISION="AWQ int4, bf16, f32 decode act."; MODEL_PATH="$RAND_MODEL_AWQ" ;;
     candela-f16) PRECISION="F16 GGUF"; MODEL_PATH="$GGUF_F16" ;;
     candela-q4_0) PRECISION="Q4_0 GGUF"; MODEL_PATH="$GGUF_Q4_0" ;;
     vllm-fp32) PRECISION=fp32; MODEL_PATH="$RAND_MODEL" ;;
@@ -56,7 +58,7 @@ engine_cmd() {
       local dtype=auto
       local extra=()
       case "$PRECISION" in bf16 | *", bf16"*) dtype=bfloat16 ;; esac
-      [ "$tag" = candela-awq-int8 ] && extra=(--int4-activations int8)
+      [ "$tag" = candela-awq-f32 ] && extra=(--int4-activations float32)
       printf '%s\n' env "RAYON_NUM_THREADS=$THREADS" "$CANDELA" serve "$MODEL_PATH" --host 127.0.0.1 --port "$PORT" \
         --served-model-name "$SERVED" --dtype "$dtype" --max-model-len "$MAX_MODEL_LEN" --no-enable-prefix-caching \
         "${extra[@]}" ;;

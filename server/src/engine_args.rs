@@ -163,18 +163,34 @@ pub struct EngineArgs {
     #[arg(long, default_value = "auto")]
     pub kv_cache_dtype: String,
     /// Activations of int4 (AWQ/GPTQ) projections in decode batches: int8 (quantized per group,
-    /// integer dot products) or float32 (exact, the default).
-    #[arg(long, value_enum, default_value = "float32")]
+    /// integer dot products), float32 (exact), or auto (int8 with `--dtype bfloat16`, float32
+    /// otherwise).
+    #[arg(long, value_enum, default_value = "auto")]
     pub int4_activations: Int4ActArg,
 }
 
 /// `--int4-activations` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Int4ActArg {
+    /// Int8 with `--dtype bfloat16`, else float32 (see [`int4_activations`]).
+    Auto,
     /// Per-group int8 activations.
     Int8,
     /// Exact f32 activations.
     Float32,
+}
+
+/// Resolves an `--int4-activations` value (`auto`, `int8` or `float32`; anything else is
+/// `auto`) against the weight dtype: `auto` is int8 with bfloat16, as vLLM's CPU backend
+/// quantizes AWQ/GPTQ activations per token to int8 for bf16 models (`VLLM_CPU_INT4_W4A8`,
+/// on by default), and exact float32 otherwise (the precision the user asked for).
+pub fn int4_activations(arg: &str, dtype: WeightDType) -> Int4Activations {
+    match arg {
+        "int8" => Int4Activations::Int8,
+        "float32" => Int4Activations::F32,
+        _ if dtype == WeightDType::BF16 => Int4Activations::Int8,
+        _ => Int4Activations::F32,
+    }
 }
 
 impl EngineArgs {
@@ -205,6 +221,7 @@ impl EngineArgs {
         cfg.quantization = self.quantization.clone();
         cfg.kv_cache_dtype = self.kv_cache_dtype.clone();
         cfg.int4_activations = match self.int4_activations {
+            Int4ActArg::Auto => int4_activations("auto", cfg.dtype),
             Int4ActArg::Int8 => Int4Activations::Int8,
             Int4ActArg::Float32 => Int4Activations::F32,
         };

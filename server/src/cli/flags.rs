@@ -120,7 +120,7 @@ pub const QUANTIZATIONS: &[&str] = &[
     "tpu_int8",
 ];
 /// `--int4-activations` choices (candela's own flag).
-pub const INT4_ACTIVATIONS: &[&str] = &["int8", "float32"];
+pub const INT4_ACTIVATIONS: &[&str] = &["auto", "int8", "float32"];
 /// `--kv-cache-dtype` choices.
 pub const KV_CACHE_DTYPES: &[&str] = &[
     "auto",
@@ -206,7 +206,7 @@ pub static SERVE_FLAGS: &[FlagSpec] = &[
     flag("load-format", Str, Model, "auto", "Weight format: auto, safetensors, gguf, ..."),
     flag("dtype", Choice(DTYPES), Model, "auto", "Weight precision; compute is f32 on CPU."),
     alias(nullable(flag("quantization", Choice(QUANTIZATIONS), Model, "None", "Weight quantization method (default: from the checkpoint).")), "-q"),
-    flag("int4-activations", Choice(INT4_ACTIVATIONS), Model, "float32", "candela: int4 (AWQ/GPTQ) decode activations, int8 (per-group, integer dot products) or float32 (exact)."),
+    flag("int4-activations", Choice(INT4_ACTIVATIONS), Model, "auto", "candela: int4 (AWQ/GPTQ) decode activations: int8 (per-group, integer dot products), float32 (exact), or auto (int8 with --dtype bfloat16, as vLLM's CPU W4A8, else float32)."),
     flag("max-model-len", HumanIntOrAuto, Model, "auto", "Context length (prompt + output); accepts 32k, 32K, -1/auto."),
     flag("seed", Int, Model, "0", "Engine seed."),
     flag("generation-config", Str, Model, "auto", "Sampling defaults: auto (model's generation_config.json), vllm, or a directory."),

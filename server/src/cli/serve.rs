@@ -6,7 +6,7 @@ use super::dialect::{self, FlagValue, ParsedArgs};
 use super::flags::{render_help, Kind, SERVE_FLAGS};
 use super::CliError;
 use crate::engine_args::{
-    env_var, generation_config, hub_options, kv_cache_bytes, weight_dtype, Env,
+    env_var, generation_config, hub_options, int4_activations, kv_cache_bytes, weight_dtype, Env,
 };
 use crate::http::{self, HttpOptions};
 use candela_engine::EngineConfig;
@@ -247,9 +247,12 @@ fn engine_config(v: &Values, model: &str, env: &Env) -> Result<EngineConfig, Cli
     cfg.host_ip = env_var(env, "VLLM_HOST_IP").map(str::to_string);
     cfg.quantization = v.opt_string("quantization");
     cfg.kv_cache_dtype = v.opt_string("kv-cache-dtype").unwrap_or(cfg.kv_cache_dtype);
-    if v.opt_string("int4-activations").as_deref() == Some("int8") {
-        cfg.int4_activations = candela_models::Int4Activations::Int8;
-    }
+    cfg.int4_activations = int4_activations(
+        v.opt_string("int4-activations")
+            .as_deref()
+            .unwrap_or("auto"),
+        cfg.dtype,
+    );
     cfg.tensor_parallel_size = v.at_least("tensor-parallel-size", 1)?.unwrap_or(1);
     cfg.pipeline_parallel_size = v.at_least("pipeline-parallel-size", 1)?.unwrap_or(1);
     cfg.data_parallel_size = v.at_least("data-parallel-size", 1)?.unwrap_or(1);

@@ -364,3 +364,21 @@ fn engine_args_read_the_given_env_only() {
     assert_eq!(cfg.kv_cache_memory_bytes, 1 << 30);
     assert_eq!(cfg.hub.token.as_deref(), Some("t"));
 }
+
+#[test]
+fn int4_activations_auto_follows_the_dtype() {
+    use candela_models::Int4Activations::{Int8, F32};
+    let acts = |line: &str| serve(line).0.engine.int4_activations;
+    assert_eq!(acts("vllm serve m"), F32);
+    assert_eq!(acts("vllm serve m --dtype float16"), F32);
+    assert_eq!(acts("vllm serve m --dtype bfloat16"), Int8);
+    assert_eq!(
+        acts("vllm serve m --dtype=bfloat16 --int4-activations auto"),
+        Int8
+    );
+    assert_eq!(
+        acts("vllm serve m --dtype bfloat16 --int4-activations float32"),
+        F32
+    );
+    assert_eq!(acts("vllm serve m --int4-activations int8"), Int8);
+}

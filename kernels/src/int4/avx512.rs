@@ -2,13 +2,16 @@
 //! when the group size and `k` are multiples of 128 (AWQ / GPTQ's usual 128); other shapes and
 //! larger batches take the `Int4Impl::Avx2` paths.
 //!
-//! One 64-byte load brings 16 words (128 consecutive input channels) of a column; shifting it by
-//! `4j` and masking gives, in lane `l`, channel `8l + j`, so `x` is transposed once per call to
-//! match ([`WidePrepared`]). The codes are converted to f32 (exact) and multiplied into per-row
-//! vector sums of `Σ x q` for the group; at the group's end one FMA with the broadcast scale adds
-//! them to the row's accumulator, with no horizontal sum. The zero point is folded out
-//! (`Σ x (q − z) s = s Σ x q − s z Σ x`): the second term is computed 16 groups at a time from the
-//! column-major scale / zero copies (`Int4Weights::raw_column_major`) and `Σ x` per group.
+//! One 64-byte load brings 16 words (128 consecutive input channels) of a column; shifting it so
+//! that nibble `j` lands on bits 19..23 gives, in lane `l`, channel `8l + j`, so `x` is
+//! transposed once per call to match ([`WidePrepared`]). One `vpternlogd` masks the nibble and
+//! ORs in the exponent of 1.0, making the f32 `1 + q/16` (exact) without a conversion; these are
+//! multiplied into per-row vector sums of `A = Σ x (1 + q/16)` for the group, and at the group's
+//! end one FMA with the broadcast `16 s` adds them to the row's accumulator, with no horizontal
+//! sum. `Σ x (q − z) s = 16 s A − (16 + z) s Σ x`: the second term is computed 16 groups at a
+//! time from the column-major scale / zero copies (`Int4Weights::raw_column_major`) and `Σ x`
+//! per group. Per 16 weights that is a shift, a ternary-logic op and an FMA (the conversion
+//! path needed a shift, an AND, a conversion and an FMA, two of them on one port).
 //! Each task walks its columns one after another (one sequential weight stream per thread).
 
 use super::{Int4Weights, GEMV_MAX_ROWS};
@@ -135,7 +138,9 @@ mod imp {
     ) {
         let (k, gs, groups) = (w.k(), w.group_size(), w.groups());
         let (scm, zcm) = w.raw_column_major();
-        let nib = _mm512_set1_epi32(0x0F);
+        // Bits 19..23 of an f32 (the top 4 mantissa bits) and the exponent of 1.0.
+        let nib = _mm512_set1_epi32(0xF << 19);
+        let one = _mm512_set1_epi32(0x3F80_0000);
         // SAFETY (whole body): column `c` spans bytes `c * k / 2..(c + 1) * k / 2` of the packed
         // words; `xt` row `r` spans `r * k..(r + 1) * k`; the masked loads read `[n, groups]`
         // entries `c * groups + g` and `[rows, groups]` entries `r * groups + g` for
@@ -157,7 +162,9 @@ mod imp {
                     mask,
                     zcm.as_ptr().add(c * groups + g0) as *const i8,
                 )));
-                let sz = _mm512_mul_ps(s, z);
+                // `(16 + z) s` and `16 s` (exact: a power of two times an f16).
+                let sz = _mm512_mul_ps(s, _mm512_add_ps(z, _mm512_set1_ps(16.0)));
+                let s = _mm512_mul_ps(s, _mm512_set1_ps(16.0));
                 for (r, a) in zacc.iter_mut().enumerate() {
                     let xs = _mm512_maskz_loadu_ps(mask, p.xsum.as_ptr().add(r * groups + g0));
                     *a = _mm512_fmadd_ps(sz, xs, *a);
@@ -165,15 +172,24 @@ mod imp {
                 _mm512_storeu_ps(s16.as_mut_ptr(), s);
                 for (gi, &sg) in s16.iter().enumerate().take(m) {
                     let g = g0 + gi;
-                    // Two vector sums per row (even / odd shift steps) halve the FMA chain.
+                    // Two vector sums per row (even / odd shift steps) halve the FMA chain (four
+                    // for one row measured the same: the loop is throughput-bound).
                     let mut acc = [[_mm512_setzero_ps(); R]; 2];
                     for b in (g * gs..(g + 1) * gs).step_by(BLOCK) {
                         let src = col.add(b / 2);
                         _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(PREFETCH) as *const i8);
                         let v = _mm512_loadu_si512(src as *const _);
                         for j in 0..8 {
-                            let sh = _mm512_srlv_epi32(v, _mm512_set1_epi32(4 * j as i32));
-                            let q = _mm512_cvtepi32_ps(_mm512_and_si512(sh, nib));
+                            // Nibble `j` (bits 4j..4j+4) to bits 19..23.
+                            let sh = if 4 * j <= 19 {
+                                _mm512_sllv_epi32(v, _mm512_set1_epi32(19 - 4 * j as i32))
+                            } else {
+                                _mm512_srlv_epi32(v, _mm512_set1_epi32(4 * j as i32 - 19))
+                            };
+                            // `(sh & nib) | one`: the f32 `1 + q / 16`.
+                            let q = _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xEA>(
+                                sh, nib, one,
+                            ));
                             for (r, a) in acc[j % 2].iter_mut().enumerate() {
                                 let xv = _mm512_loadu_ps(xt.add(r * k + b + 16 * j));
                                 *a = _mm512_fmadd_ps(q, xv, *a);

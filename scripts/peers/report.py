@@ -181,6 +181,12 @@ def main():
     tags = a.engines.split()
     concs = [int(c) for c in a.concurrency.split()]
     rows, status = load(a.results, tags, concs)
+    # Engines never started in this results directory (not in the ENGINES of any run) have no
+    # model to file them under: they are named once instead of as empty rows.
+    not_run = [t for t in tags if status[t]["state"] == "not run"]
+    tags = [t for t in tags if t not in not_run]
+    skipped = (f"\nNot run in this window (no results): {', '.join(f'`{t}`' for t in not_run)}.\n"
+               if not_run else "")
     os.makedirs(os.path.dirname(a.out_md) or ".", exist_ok=True)
     has_png = chart(rows, status, tags, concs, a.out_png)
     uptimes = []
@@ -216,7 +222,7 @@ llama.cpp is `llama-cpp-python`
 0.3.36's OpenAI server (built for this host's AVX/AVX-512 extensions, without ggml's AMX
 backend, whose Q4_0/Q4_1 path segfaulted here; see `scripts/peers/setup.sh`), which runs one request at a time
 (the others wait in its queue, so their TTFT includes the wait).
-{table(rows, status, tags, concs)}
+{skipped}{table(rows, status, tags, concs)}
 """
     if has_png:
         md += f"\n![throughput, TTFT and TPOT against concurrency]({os.path.basename(a.out_png)})\n"

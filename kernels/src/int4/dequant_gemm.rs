@@ -78,6 +78,11 @@ pub(super) fn matmul(w: &Int4Weights, x: &[f32], rows: usize, out: &mut [f32], p
     });
 }
 
+/// Columns one kernel-team task unpacks. A column of codes takes tens of nanoseconds; with one
+/// column per task, claiming tasks (an atomic add on a line both cores write) cost more than
+/// the work: 14-17 % of an AWQ batch-32 decode step on the Zen 4 host (perf).
+const COLS_PER_TASK: usize = 16;
+
 /// The panel loop of [`matmul`], `panel` columns at a time, with buffers from `s`.
 fn panels_into(
     w: &Int4Weights,
@@ -95,12 +100,20 @@ fn panels_into(
         match panels {
             Panels::F32 => {
                 let wf = grown(&mut s.f32s, np * k);
-                crate::pool::for_each_chunk_mut(wf, k, |j, col| dequantize_column(w, c0 + j, col));
+                crate::pool::for_each_chunk_mut(wf, k * COLS_PER_TASK, |t, cols| {
+                    for (j, col) in cols.chunks_mut(k).enumerate() {
+                        dequantize_column(w, c0 + t * COLS_PER_TASK + j, col);
+                    }
+                });
                 gemm_avx512_strided(x, rows, DenseWeight::F32(wf), np, k, o, n, None);
             }
             Panels::Bf16 => {
                 let wb = grown(&mut s.codes, np * k);
-                crate::pool::for_each_chunk_mut(wb, k, |j, col| codes_column(w, c0 + j, col));
+                crate::pool::for_each_chunk_mut(wb, k * COLS_PER_TASK, |t, cols| {
+                    for (j, col) in cols.chunks_mut(k).enumerate() {
+                        codes_column(w, c0 + t * COLS_PER_TASK + j, col);
+                    }
+                });
                 let sp = grown(&mut s.scales, groups * np);
                 for (g, sg) in sp.chunks_exact_mut(np).enumerate() {
                     for (j, v) in sg.iter_mut().enumerate() {
@@ -165,21 +178,19 @@ const CODES: [[u16; 32]; 17] = {
 
 /// Column `c`'s integer codes `q − z` into `col` (`[k]`, bf16).
 fn codes_column(w: &Int4Weights, c: usize, col: &mut [bf16]) {
-    let (k, gs) = (w.k(), w.group_size());
+    let (k, gs, n) = (w.k(), w.group_size(), w.n());
     let (qweight, _, zeros) = w.raw();
     let words = &qweight[c * (k / 8)..(c + 1) * (k / 8)];
-    let simd = available();
+    let zero = |g: usize| zeros[g * n + c] as usize;
+    #[cfg(target_arch = "x86_64")]
+    if gs.is_multiple_of(32) && k.is_multiple_of(gs) && available() {
+        // SAFETY: AVX-512BW is part of the dense AVX-512 requirement (`available`); `col`
+        // holds the 8 codes of each word of `words`; every group is whole 32-code runs.
+        return unsafe { codes_column_avx512(words, gs, zero, col) };
+    }
     for (g, (dst, src)) in col.chunks_mut(gs).zip(words.chunks(gs / 8)).enumerate() {
-        let table = &CODES[zeros[g * w.n() + c] as usize];
-        #[allow(unused_mut)]
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if simd {
-            // SAFETY: AVX-512BW is part of the dense AVX-512 requirement (`available`);
-            // `dst` holds the 8 codes of each word of `src`.
-            done = unsafe { codes_avx512(src, table, dst) };
-        }
-        for (d8, &word) in dst[done..].chunks_exact_mut(8).zip(&src[done / 8..]) {
+        let table = &CODES[zero(g)];
+        for (d8, &word) in dst.chunks_exact_mut(8).zip(src) {
             for (j, d) in d8.iter_mut().enumerate() {
                 *d = bf16::from_bits(table[((word >> (4 * j)) & 0xF) as usize]);
             }
@@ -187,35 +198,45 @@ fn codes_column(w: &Int4Weights, c: usize, col: &mut [bf16]) {
     }
 }
 
-/// Codes of whole 32-nibble runs of `src` (4 words) into `dst` through the 32-lane table;
-/// returns how many codes it wrote (a multiple of 32).
+/// [`codes_column`] for groups of whole 32-code runs (4 words), the whole column in one call
+/// (a call per group, with its constant set-up, cost as much as the conversion itself: AWQ
+/// batch-32 decode spent 17 % of its step here): each group's `vpermw` table row is picked by
+/// its zero point `zero(g)`.
 ///
 /// # Safety
-/// AVX-512F/BW/VL available; `dst.len() == 8 * src.len()`.
+/// AVX-512F/BW/VL available; `dst.len() == 8 * src.len()`, `gs` a multiple of 32 dividing
+/// `dst.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn codes_avx512(src: &[u32], table: &[u16; 32], dst: &mut [bf16]) -> usize {
+unsafe fn codes_column_avx512(
+    src: &[u32],
+    gs: usize,
+    zero: impl Fn(usize) -> usize,
+    dst: &mut [bf16],
+) {
     use std::arch::x86_64::*;
-    let runs = src.len() / 4;
+    let runs_per_group = gs / 32;
     // SAFETY: run `r` reads words `4r..4r + 4` and writes codes `32r..32r + 32`, inside both.
     unsafe {
-        let tab = _mm512_loadu_si512(table.as_ptr().cast());
         let lo = _mm256_set1_epi16(0x000F);
         let hi = _mm256_set1_epi16(0x0F00);
-        for r in 0..runs {
-            // 16 bytes of two codes each (code 2b in the low nibble of byte b, 2b + 1 in the
-            // high one). Byte b goes to 16-bit lane b, its low nibble to the lane's low byte
-            // and its high nibble to the lane's high byte: the 32 bytes are the codes in order.
-            let bytes = _mm_loadu_si128(src.as_ptr().add(4 * r).cast());
-            let x = _mm256_cvtepu8_epi16(bytes);
-            let pairs = _mm256_or_si256(
-                _mm256_and_si256(x, lo),
-                _mm256_and_si256(_mm256_slli_epi16::<4>(x), hi),
-            );
-            let codes = _mm512_cvtepu8_epi16(pairs);
-            let v = _mm512_permutexvar_epi16(codes, tab);
-            _mm512_storeu_si512(dst.as_mut_ptr().add(32 * r).cast(), v);
+        for g in 0..dst.len() / gs {
+            let tab = _mm512_loadu_si512(CODES[zero(g)].as_ptr().cast());
+            for r in g * runs_per_group..(g + 1) * runs_per_group {
+                // 16 bytes of two codes each (code 2b in the low nibble of byte b, 2b + 1 in
+                // the high one). Byte b goes to 16-bit lane b, its low nibble to the lane's
+                // low byte and its high nibble to the lane's high byte: the 32 bytes are the
+                // codes in order.
+                let bytes = _mm_loadu_si128(src.as_ptr().add(4 * r).cast());
+                let x = _mm256_cvtepu8_epi16(bytes);
+                let pairs = _mm256_or_si256(
+                    _mm256_and_si256(x, lo),
+                    _mm256_and_si256(_mm256_slli_epi16::<4>(x), hi),
+                );
+                let codes = _mm512_cvtepu8_epi16(pairs);
+                let v = _mm512_permutexvar_epi16(codes, tab);
+                _mm512_storeu_si512(dst.as_mut_ptr().add(32 * r).cast(), v);
+            }
         }
     }
-    32 * runs
 }

@@ -166,7 +166,7 @@ impl DenseMatrix {
 
     /// `x Wᵀ`: `[rows, k]` → `[rows, n]`.
     pub fn matmul(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut out = vec![0.0; rows * self.n];
+        let mut out = candela_kernels::pool::zeros(rows * self.n);
         if self.exact {
             matmul_exact(x, rows, self.weight(), self.n, self.k, &mut out);
         } else {

@@ -75,7 +75,7 @@ impl GatedMlp {
 
     fn forward_chunk(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let gu = self.gate_up.forward(x, rows)?;
-        let mut act = vec![0.0; rows * self.inter];
+        let mut act = candela_kernels::pool::zeros(rows * self.inter);
         silu_mul(&gu, rows, &mut act);
         self.down.forward(&act, rows)
     }

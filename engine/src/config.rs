@@ -58,7 +58,8 @@ pub struct EngineConfig {
     pub max_waiting_requests: usize,
     /// `--quantization` as given (`None` = from the checkpoint's config).
     pub quantization: Option<String>,
-    /// `--kv-cache-dtype` (`auto` = the model's dtype; on CPU the cache holds f32).
+    /// `--kv-cache-dtype` (`auto` = the model's dtype: bf16 for a bf16 model, f32 otherwise;
+    /// `bfloat16`, `fp8`/`fp8_e4m3`, `fp8_e5m2`).
     pub kv_cache_dtype: String,
     /// Activation precision of int4 (AWQ/GPTQ) projections in decode batches (candela's
     /// `--int4-activations`; the CLI's `auto` resolves to int8 with bfloat16 weights; the

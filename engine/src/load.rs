@@ -15,7 +15,7 @@ use candela_models::layers::QuantConfig;
 use candela_models::loader::source::{resolve, ModelSource};
 use candela_models::loader::{GgufWeights, SafetensorsWeights};
 use candela_models::registry::load_model;
-use candela_models::{KvCache, LoadOptions, ModelConfig, WeightSource};
+use candela_models::{KvCache, LoadOptions, ModelConfig, WeightDType, WeightSource};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -79,7 +79,18 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         .map(str::parse)
         .transpose()?;
     let quant = QuantConfig::resolve(&mcfg, model_dir.as_deref(), requested)?;
-    let kv_dtype: KvCacheDType = cfg.kv_cache_dtype.parse()?;
+    // `--kv-cache-dtype auto` is the model's dtype (vLLM): bf16 when the dense weights are
+    // computed as bf16, i.e. `--dtype bfloat16`, or `auto` over a checkpoint that stores bf16
+    // (judged by the final norm, which every supported architecture has; `auto` keeps the
+    // stored values, so an f32-stored checkpoint computes in f32 whatever its `torch_dtype`).
+    let model_bf16 = match cfg.dtype {
+        WeightDType::BF16 => true,
+        WeightDType::Auto => weights
+            .get("model.norm.weight")
+            .is_ok_and(|t| t.dtype() == candle_core::DType::BF16),
+        WeightDType::F32 | WeightDType::F16 => false,
+    };
+    let kv_dtype = KvCacheDType::from_flag(&cfg.kv_cache_dtype, model_bf16)?;
     let model = load_model(
         &mcfg,
         weights.as_ref(),
@@ -132,8 +143,9 @@ pub(crate) fn load(cfg: &EngineConfig) -> Result<Loaded, EngineError> {
         )));
     }
     tracing::info!(
-        "KV cache ({}): {num_blocks} blocks of {} tokens = {max_tokens} tokens, {:.2} GiB ({} bytes per block)",
+        "KV cache ({} = {}): {num_blocks} blocks of {} tokens = {max_tokens} tokens, {:.2} GiB ({} bytes per block)",
         cfg.kv_cache_dtype,
+        kv_dtype.name(),
         layout.block_size,
         (num_blocks as u64 * bytes_per_block) as f64 / (1u64 << 30) as f64,
         bytes_per_block

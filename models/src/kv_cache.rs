@@ -1,21 +1,29 @@
-//! The paged KV cache memory: one K and one V pool per layer, addressed by slot, stored as f32
-//! (`--kv-cache-dtype auto`) or as FP8 codes with a per-tensor scale (`fp8`/`fp8_e4m3`,
-//! `fp8_e5m2`), converted on write and on read by the attention kernels.
+//! The paged KV cache memory: one K and one V pool per layer, addressed by slot, stored as f32,
+//! bf16 (`--kv-cache-dtype auto` for a bf16 model, or `bfloat16`) or as FP8 codes with a
+//! per-tensor scale (`fp8`/`fp8_e4m3`, `fp8_e5m2`), converted on write and on read by the
+//! attention kernels.
 //!
 //! The engine sizes it and hands out block ids; the model only writes and reads slots.
 
 use crate::error::{ModelError, Result};
 use candela_kernels::fp8::Fp8Format;
-use candela_kernels::paged_attention::{paged_attention_fp8, reshape_and_cache_fp8, Fp8Kv};
+use candela_kernels::paged_attention::{
+    paged_attention_bf16, paged_attention_fp8, reshape_and_cache_bf16, reshape_and_cache_fp8, Fp8Kv,
+};
 use candela_kernels::{paged_attention, reshape_and_cache, AttnSeq, KvLayout};
+use half::bf16;
 use std::str::FromStr;
 
-/// Element type of the KV cache, as vLLM's `--kv-cache-dtype` names it.
+/// Element type of the KV cache (vLLM's `--kv-cache-dtype`, with `auto` resolved by
+/// [`KvCacheDType::from_flag`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KvCacheDType {
-    /// The model's compute type: f32 on CPU.
+    /// f32: `auto` for f32 and f16 models on CPU (f16 weights are computed in f32).
     #[default]
-    Auto,
+    F32,
+    /// bfloat16 (rounded to nearest even on write): `auto` for a bf16 model, as vLLM stores
+    /// the cache in the model's dtype; half the bytes of f32.
+    Bf16,
     /// FP8 E4M3 (what `fp8` means in vLLM): 3 mantissa bits, range ±448.
     Fp8E4M3,
     /// FP8 E5M2: 2 mantissa bits, range ±57344.
@@ -23,10 +31,22 @@ pub enum KvCacheDType {
 }
 
 impl KvCacheDType {
-    /// Bytes per stored K or V element: 4 (f32) or 1 (FP8).
+    /// Parses a `--kv-cache-dtype` value: `auto` is the model's dtype (`model_bf16`: the
+    /// model computes in bfloat16) on CPU, i.e. bf16 for a bf16 model and f32 otherwise; the
+    /// other names as [`FromStr`].
+    pub fn from_flag(s: &str, model_bf16: bool) -> Result<Self> {
+        match s {
+            "auto" if model_bf16 => Ok(KvCacheDType::Bf16),
+            "auto" => Ok(KvCacheDType::F32),
+            other => other.parse(),
+        }
+    }
+
+    /// Bytes per stored K or V element: 4 (f32), 2 (bf16) or 1 (FP8).
     pub fn element_bytes(self) -> usize {
         match self {
-            KvCacheDType::Auto => std::mem::size_of::<f32>(),
+            KvCacheDType::F32 => std::mem::size_of::<f32>(),
+            KvCacheDType::Bf16 => std::mem::size_of::<bf16>(),
             KvCacheDType::Fp8E4M3 | KvCacheDType::Fp8E5M2 => 1,
         }
     }
@@ -34,23 +54,35 @@ impl KvCacheDType {
     /// The FP8 format, if any.
     pub fn fp8_format(self) -> Option<Fp8Format> {
         match self {
-            KvCacheDType::Auto => None,
+            KvCacheDType::F32 | KvCacheDType::Bf16 => None,
             KvCacheDType::Fp8E4M3 => Some(Fp8Format::E4M3),
             KvCacheDType::Fp8E5M2 => Some(Fp8Format::E5M2),
+        }
+    }
+
+    /// vLLM's name of the stored type (`float32`, `bfloat16`, `fp8_e4m3`, `fp8_e5m2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KvCacheDType::F32 => "float32",
+            KvCacheDType::Bf16 => "bfloat16",
+            KvCacheDType::Fp8E4M3 => "fp8_e4m3",
+            KvCacheDType::Fp8E5M2 => "fp8_e5m2",
         }
     }
 }
 
 impl FromStr for KvCacheDType {
     type Err = ModelError;
-    /// Parses `auto`, `fp8`, `fp8_e4m3` or `fp8_e5m2`.
+    /// Parses an explicit type: `float32`, `bfloat16`, `fp8` (= `fp8_e4m3`) or `fp8_e5m2`
+    /// (`auto` depends on the model: [`KvCacheDType::from_flag`]).
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "auto" => Ok(KvCacheDType::Auto),
+            "float32" => Ok(KvCacheDType::F32),
+            "bfloat16" => Ok(KvCacheDType::Bf16),
             "fp8" | "fp8_e4m3" => Ok(KvCacheDType::Fp8E4M3),
             "fp8_e5m2" => Ok(KvCacheDType::Fp8E5M2),
             other => Err(ModelError::Config(format!(
-                "kv_cache_dtype {other:?} is not supported on CPU (supported: auto, fp8, fp8_e4m3, fp8_e5m2)"
+                "kv_cache_dtype {other:?} is not supported on CPU (supported: auto, bfloat16, fp8, fp8_e4m3, fp8_e5m2)"
             ))),
         }
     }
@@ -60,6 +92,10 @@ enum Store {
     F32 {
         k: Vec<f32>,
         v: Vec<f32>,
+    },
+    Bf16 {
+        k: Vec<bf16>,
+        v: Vec<bf16>,
     },
     Fp8 {
         k: Vec<u8>,
@@ -82,6 +118,7 @@ impl LayerKv {
     fn slots(&self, layout: KvLayout) -> usize {
         let n = match &self.store {
             Store::F32 { k, .. } => k.len(),
+            Store::Bf16 { k, .. } => k.len(),
             Store::Fp8 { k, .. } => k.len(),
         };
         n / layout.slot_width().max(1)
@@ -111,6 +148,9 @@ impl LayerKv {
         }
         match &mut self.store {
             Store::F32 { k: kc, v: vc } => reshape_and_cache(k, v, kc, vc, slot_mapping, layout),
+            Store::Bf16 { k: kc, v: vc } => {
+                reshape_and_cache_bf16(k, v, kc, vc, slot_mapping, layout)
+            }
             Store::Fp8 {
                 k: kc,
                 v: vc,
@@ -166,6 +206,9 @@ impl LayerKv {
         }
         match &self.store {
             Store::F32 { k, v } => paged_attention(q, k, v, seqs, n_heads, layout, scale, out),
+            Store::Bf16 { k, v } => {
+                paged_attention_bf16(q, k, v, seqs, n_heads, layout, scale, out)
+            }
             Store::Fp8 { k, v, format } => {
                 let fp8 = Fp8Kv {
                     format: *format,
@@ -203,15 +246,19 @@ impl KvCache {
         let n = num_blocks * layout.block_size * layout.slot_width();
         let layers = (0..n_layers)
             .map(|_| LayerKv {
-                store: match dtype.fp8_format() {
-                    None => Store::F32 {
-                        k: vec![0.0; n],
-                        v: vec![0.0; n],
-                    },
-                    Some(format) => Store::Fp8 {
+                store: match (dtype, dtype.fp8_format()) {
+                    (_, Some(format)) => Store::Fp8 {
                         k: vec![0; n],
                         v: vec![0; n],
                         format,
+                    },
+                    (KvCacheDType::Bf16, None) => Store::Bf16 {
+                        k: vec![bf16::ZERO; n],
+                        v: vec![bf16::ZERO; n],
+                    },
+                    (_, None) => Store::F32 {
+                        k: vec![0.0; n],
+                        v: vec![0.0; n],
                     },
                 },
                 k_scale: 1.0,

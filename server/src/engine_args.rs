@@ -159,7 +159,8 @@ pub struct EngineArgs {
     /// Weight quantization method (default: from the checkpoint's quantization_config).
     #[arg(long, short = 'q')]
     pub quantization: Option<String>,
-    /// KV cache precision: auto (f32 on CPU), fp8 (= fp8_e4m3) or fp8_e5m2.
+    /// KV cache precision: auto (the model's dtype: bf16 for a bf16 model, else f32), bfloat16,
+    /// fp8 (= fp8_e4m3) or fp8_e5m2.
     #[arg(long, default_value = "auto")]
     pub kv_cache_dtype: String,
     /// Activations of int4 (AWQ/GPTQ) projections in decode batches: int8 (quantized per group,

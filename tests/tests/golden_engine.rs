@@ -44,6 +44,40 @@ fn qwen2_tied_greedy_matches_golden() {
     check_alone("qwen2-tied");
 }
 
+/// `--kv-cache-dtype auto` on a bf16 checkpoint stores bf16 (vLLM's rule): twice the blocks of
+/// the f32 cache in the same memory, and greedy ids still equal the goldens up to the first
+/// step whose margin is below twice the bf16-cache logit bound of models/tests/fp8_kv.rs (0.1).
+#[test]
+fn auto_kv_cache_of_a_bf16_model() {
+    for name in ["llama", "qwen2"] {
+        let f32_blocks = {
+            let e = start(&test_config(fixture(name).to_string_lossy()));
+            let n = e.stats().num_blocks;
+            e.shutdown();
+            n
+        };
+        let mut cfg = test_config(fixture(name).to_string_lossy());
+        cfg.kv_cache_dtype = "auto".into();
+        let engine = start(&cfg);
+        assert_eq!(engine.stats().num_blocks, 2 * f32_blocks, "{name}");
+        for (i, case) in golden_cases(name).iter().enumerate() {
+            let out = run(
+                &engine,
+                &format!("{name}-bf16kv-{i}"),
+                Prompt::Tokens(case.input_ids.clone()),
+                greedy(case.greedy_ids.len()),
+            );
+            let n = comparable_prefix(case, 0.2);
+            assert_eq!(
+                out[0].token_ids[..n],
+                case.greedy_ids[..n],
+                "{name} case {i}"
+            );
+        }
+        engine.shutdown();
+    }
+}
+
 #[test]
 fn text_prompts_tokenize_like_hf() {
     // Text prompts go through the tokenizer with special tokens added (BOS for llama).

@@ -2,7 +2,8 @@
 //!
 //! Cache layout per layer: `[num_blocks, block_size, n_kv_heads, head_dim]`, so one token slot
 //! (`slot = block * block_size + offset`) holds all its KV heads contiguously. Elements are f32,
-//! or FP8 codes with a per-tensor scale (`*_fp8`, vLLM's `--kv-cache-dtype fp8`).
+//! bf16 (`*_bf16`, what vLLM's `--kv-cache-dtype auto` stores for a bf16 model), or FP8 codes
+//! with a per-tensor scale (`*_fp8`, vLLM's `--kv-cache-dtype fp8`).
 //!
 //! This file owns the public API, the cache writes and the storage abstraction ([`KvSrc`]).
 //! The attention kernel is `blocked.rs` (flash-attention style, used for every call) on the
@@ -16,6 +17,7 @@ mod per_head;
 mod tests;
 
 use crate::fp8::{decode_scaled, encode_scaled, Fp8Format};
+use half::bf16;
 
 /// Shape of one layer's K (or V) cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +124,55 @@ pub fn paged_attention_per_head(
 ) {
     let (k, v) = (F32Kv(k_cache), F32Kv(v_cache));
     per_head::attend(q, &k, &v, seqs, n_heads, layout, scale, out);
+}
+
+/// [`reshape_and_cache`] into bf16 caches (`[num_blocks * block_size, n_kv_heads * head_dim]`),
+/// rounding to nearest even.
+pub fn reshape_and_cache_bf16(
+    k: &[f32],
+    v: &[f32],
+    k_cache: &mut [bf16],
+    v_cache: &mut [bf16],
+    slot_mapping: &[u32],
+    layout: KvLayout,
+) {
+    let w = layout.slot_width();
+    for (t, &slot) in slot_mapping.iter().enumerate() {
+        let dst = slot as usize * w;
+        for (src, cache) in [(k, &mut *k_cache), (v, &mut *v_cache)] {
+            for (c, &x) in cache[dst..dst + w].iter_mut().zip(&src[t * w..(t + 1) * w]) {
+                *c = bf16::from_f32(x);
+            }
+        }
+    }
+}
+
+/// [`paged_attention`] over bf16 caches written by [`reshape_and_cache_bf16`]: keys and values
+/// are widened to f32 (exactly) when a tile is loaded, and everything else is computed in f32
+/// exactly as for an f32 cache holding the widened values (so bit-identical to it).
+#[allow(clippy::too_many_arguments)]
+pub fn paged_attention_bf16(
+    q: &[f32],
+    k_cache: &[bf16],
+    v_cache: &[bf16],
+    seqs: &[AttnSeq<'_>],
+    n_heads: usize,
+    layout: KvLayout,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let (k, v) = (Bf16Kv(k_cache), Bf16Kv(v_cache));
+    blocked::attend(
+        crate::simd::Path::best(),
+        q,
+        &k,
+        &v,
+        seqs,
+        n_heads,
+        layout,
+        scale,
+        out,
+    );
 }
 
 /// FP8 storage of a paged K/V cache pair: the format and the per-tensor scales
@@ -244,6 +295,45 @@ impl KvSrc for F32Kv<'_> {
         let n = o.len();
         for (a, &b) in o.iter_mut().zip(&self.0[off..][..n]) {
             *a += w * b;
+        }
+    }
+}
+
+/// A bf16 cache, `[slots, n_kv_heads * head_dim]`, widened to f32 on read.
+struct Bf16Kv<'a>(&'a [bf16]);
+
+/// `bf16 -> f32` (exact: the bf16 bits are the f32's high half), written so that it vectorises
+/// inside the `#[target_feature]` kernels it inlines into.
+#[inline(always)]
+fn widen(b: bf16) -> f32 {
+    f32::from_bits(u32::from(b.to_bits()) << 16)
+}
+
+impl KvSrc for Bf16Kv<'_> {
+    #[inline(always)]
+    fn row<'s>(&'s self, off: usize, n: usize, buf: &'s mut [f32]) -> &'s [f32] {
+        let buf = &mut buf[..n];
+        for (o, &b) in buf.iter_mut().zip(&self.0[off..][..n]) {
+            *o = widen(b);
+        }
+        buf
+    }
+    #[inline(always)]
+    fn prefetch(&self, off: usize, n: usize) {
+        prefetch(&self.0[off..][..n]);
+    }
+    #[inline(always)]
+    fn dot(&self, off: usize, q: &[f32]) -> f32 {
+        q.iter()
+            .zip(&self.0[off..][..q.len()])
+            .map(|(&a, &b)| a * widen(b))
+            .sum()
+    }
+    #[inline(always)]
+    fn axpy(&self, off: usize, w: f32, o: &mut [f32]) {
+        let n = o.len();
+        for (a, &b) in o.iter_mut().zip(&self.0[off..][..n]) {
+            *a += w * widen(b);
         }
     }
 }

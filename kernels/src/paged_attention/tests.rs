@@ -432,6 +432,54 @@ fn blocked_fp8_matches_reference_on_the_same_codes() {
     }
 }
 
+/// bf16 caches: the write rounds to nearest even, and attention over them is bit-identical
+/// to attention over an f32 cache holding the same rounded values (the widening is exact), on
+/// every path; the per-head kernel reading the bf16 cache agrees within the f32 tolerance.
+#[test]
+fn bf16_cache_is_the_f32_kernel_on_the_rounded_values() {
+    let specs = [(1, 30), (13, 20), (7, 7), (16, 47)];
+    for (bs, d, nh) in [(3, 40, 14), (16, 64, 14), (4, 24, 2)] {
+        let layout = KvLayout {
+            block_size: bs,
+            n_kv_heads: 2,
+            head_dim: d,
+        };
+        let fx = Fixture::new(layout, nh, &specs, 9, 3.0);
+        // Write the whole pool (NaN slots stay NaN, never read).
+        let n = fx.kc.len();
+        let (mut kc, mut vc) = (vec![bf16::ZERO; n], vec![bf16::ZERO; n]);
+        let slots: Vec<u32> = (0..(n / layout.slot_width()) as u32).collect();
+        reshape_and_cache_bf16(&fx.kc, &fx.vc, &mut kc, &mut vc, &slots, layout);
+        for (c, &x) in kc.iter().zip(&fx.kc).chain(vc.iter().zip(&fx.vc)) {
+            assert!(x.is_nan() || c.to_bits() == bf16::from_f32(x).to_bits());
+        }
+        let seqs = fx.seqs();
+        let mut got = vec![0.0; fx.q.len()];
+        paged_attention_bf16(&fx.q, &kc, &vc, &seqs, nh, layout, fx.scale, &mut got);
+        let rounded = |c: &[bf16]| c.iter().map(|b| b.to_f32()).collect::<Vec<f32>>();
+        let (kf, vf) = (rounded(&kc), rounded(&vc));
+        let what = format!("bf16 bs {bs} d {d}");
+        for p in paths() {
+            let mut want = vec![0.0; fx.q.len()];
+            let (k, v) = (F32Kv(&kf), F32Kv(&vf));
+            blocked::attend(p, &fx.q, &k, &v, &seqs, nh, layout, fx.scale, &mut want);
+            let mut out = vec![0.0; fx.q.len()];
+            let (k, v) = (Bf16Kv(&kc), Bf16Kv(&vc));
+            blocked::attend(p, &fx.q, &k, &v, &seqs, nh, layout, fx.scale, &mut out);
+            assert_bits(&out, &want, &format!("{what}: {p:?}"));
+        }
+        let round = |x: &[f32], _: bool| -> Vec<f32> {
+            x.iter().map(|&a| bf16::from_f32(a).to_f32()).collect()
+        };
+        assert_close(&got, &fx.reference(round), F32_TOL, &what);
+        let mut old = vec![0.0; fx.q.len()];
+        let (k, v) = (Bf16Kv(&kc), Bf16Kv(&vc));
+        per_head::attend(&fx.q, &k, &v, &seqs, nh, layout, fx.scale, &mut old);
+        let old: Vec<f64> = old.iter().map(|&x| x as f64).collect();
+        assert_close(&got, &old, F32_TOL, &format!("{what} vs per-head"));
+    }
+}
+
 /// A query row's output is bit-identical when computed (a) alone as a decode row, (b) inside a
 /// 13-token prefill chunk, (c) inside a 40-token chunk batched with other sequences, on every
 /// path; in (a) the cache slots after the row's position hold NaN.

@@ -356,12 +356,6 @@ fn ignored_notes(v: &Values, cfg: &EngineConfig) -> Vec<String> {
             "weights load in the checkpoint's own format",
         );
     }
-    if cfg.kv_cache_dtype != "auto" {
-        note(
-            format!("--kv-cache-dtype {}", cfg.kv_cache_dtype),
-            "the CPU KV cache holds f32",
-        );
-    }
     if !matches!(cfg.runner.as_str(), "auto" | "generate") {
         note(
             format!("--runner {}", cfg.runner),

@@ -97,6 +97,10 @@ pub fn test_config(model: impl Into<String>) -> EngineConfig {
     cfg.max_model_len = Some(256);
     cfg.kv_cache_memory_bytes = 32 << 20;
     cfg.generation_config = GenerationConfigMode::Vllm;
+    // The fixtures store bf16, so `auto` would give a bf16 KV cache; these tests compare the
+    // engine's plumbing with the goldens at f32-cache precision and size pools in f32 blocks.
+    // The bf16 cache is tested in models/tests/fp8_kv.rs and by `auto_kv_cache_of_a_bf16_model`.
+    cfg.kv_cache_dtype = "float32".into();
     cfg
 }
 
